@@ -1,0 +1,128 @@
+"""The one configuration object of a run.
+
+Its fields mirror the seed document's ``CFG`` class (MAX_LEN, GRAD_MIN/GRAD_MAX, HIDDEN_SIZE, LR,
+TRAIN_SIZE_FRACTION, EPOCHS, TEMPERATURE, SEED, BETA1, BETA2, EPS) with the seed's values as
+defaults, plus the few knobs a real tool needs (batch size, optimizer, dtype, ...).
+It is frozen: a run's configuration never changes after it starts; `replace` makes a new one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or of the wrong kind (a user error, not a bug)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- the seed's CFG -------------------------------------------------------------------
+    data: str = ""                  # CFG.PATH; "" means the embedded Tiny Shakespeare corpus
+    max_len: int = 100              # CFG.MAX_LEN: characters per training sequence (BPTT length)
+    grad_clip: float = 5.0          # CFG.GRAD_MIN/GRAD_MAX = -5/5: clip each gradient element to ±grad_clip
+    hidden_size: int = 256          # CFG.HIDDEN_SIZE
+    lr: float = 5e-3                # CFG.LR
+    train_fraction: float = 0.9     # CFG.TRAIN_SIZE_FRACTION
+    epochs: int = 5                 # CFG.EPOCHS
+    temperature: float = 1.5        # CFG.TEMPERATURE (for the samples printed while training)
+    seed: int = 42                  # CFG.SEED
+    beta1: float = 0.9              # CFG.BETA1 (Adam)
+    beta2: float = 0.999            # CFG.BETA2 (Adam)
+    eps: float = 1e-8               # CFG.EPS (Adam)
+    # --- beyond the seed ------------------------------------------------------------------
+    batch_size: int = 32            # parallel streams; 1 reproduces the seed exactly
+    optimizer: str = "adam"         # "adam" | "sgd"
+    momentum: float = 0.0           # SGD momentum (0 = plain SGD)
+    clip_norm: float = 0.0          # optional global-norm clipping after value clipping; 0 = off
+    carry_state: bool = True        # truncated BPTT: carry h across consecutive chunks of a stream
+    dtype: str = "float32"          # "float32" | "float64"
+    prompt: str = "ROMEO:"          # prompt of the samples printed while training
+    sample_length: int = 300        # characters generated for each of those samples
+    max_steps: int = 0              # stop after this many optimizer steps in total; 0 = no limit
+    eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
+    log_every: int = 10             # write a metrics.jsonl line every N steps
+    device: str = "cpu"             # "cpu" | "cuda"
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, strict: bool = True) -> "Config":
+        """Build a Config from a mapping; unknown keys are an error when `strict`."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown and strict:
+            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)} "
+                              f"(known: {', '.join(known)})")
+        kwargs = {}
+        for k, v in d.items():
+            if k not in known:
+                continue
+            kwargs[k] = _coerce(k, v, known[k].type)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _coerce(name: str, value: Any, type_name: Any) -> Any:
+    want = _TYPES.get(str(type_name), None)
+    if want is None:
+        return value
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{name}' must be true or false, got {value!r}")
+    if want is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if want is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if want is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"config key '{name}' must be {want.__name__}, got {value!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError with a one-line message for the first out-of-range field."""
+    for name in ("max_len", "hidden_size", "batch_size", "epochs", "log_every"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+    for name in ("lr", "grad_clip", "temperature", "eps"):
+        _positive(name.replace("_", "-"), getattr(cfg, name))
+    if not (math.isfinite(cfg.train_fraction) and 0.0 < cfg.train_fraction < 1.0):
+        raise ConfigError(f"train-fraction must be strictly between 0 and 1, got {cfg.train_fraction!r}")
+    for name in ("beta1", "beta2"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and 0.0 <= v < 1.0):
+            raise ConfigError(f"{name} must be in [0, 1), got {v!r}")
+    if not (math.isfinite(cfg.momentum) and 0.0 <= cfg.momentum < 1.0):
+        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
+    if not (math.isfinite(cfg.clip_norm) and cfg.clip_norm >= 0.0):
+        raise ConfigError(f"clip-norm must be >= 0 (0 = off), got {cfg.clip_norm!r}")
+    if cfg.optimizer not in ("adam", "sgd"):
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r}: choose adam or sgd")
+    if cfg.dtype not in ("float32", "float64"):
+        raise ConfigError(f"unknown dtype {cfg.dtype!r}: choose float32 or float64")
+    if cfg.device not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {cfg.device!r}: choose cpu or cuda")
+    for name in ("max_steps", "eval_every", "sample_length"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")

@@ -1,0 +1,145 @@
+"""Corpus loading, the train/val split and batching into (input, target) pairs.
+
+The seed trains on a folder of books; any UTF-8 text file, or a folder of .txt files, works.
+A corpus is held as a compact integer array (uint8 for vocabularies of <= 256 symbols).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .vocab import Vocab
+
+DEFAULT_CORPUS_NAME = "tinyshakespeare.txt"
+
+
+class DataError(ValueError):
+    """The corpus cannot be used (missing, empty, undecodable, too short...)."""
+
+
+def default_corpus_path() -> Path:
+    """Path of the embedded Tiny Shakespeare corpus (public domain, 1,115,394 characters)."""
+    return Path(str(resources.files("charnn") / "data" / DEFAULT_CORPUS_NAME))
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The files that make up a corpus: the file itself, or a folder's *.txt files in sorted name order."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"corpus not found: {p} (give a text file or a folder of .txt files)")
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".txt")
+        if not files:
+            raise DataError(f"folder {p} holds no .txt files")
+        return files
+    return [p]
+
+
+def _decode(raw: bytes, name: Path, encoding: str) -> str:
+    nul = raw.find(b"\x00")
+    if nul >= 0 and encoding.lower().replace("-", "").replace("_", "") in ("utf8", "ascii", "latin1"):
+        raise DataError(f"{name} looks like a binary file (NUL byte at offset {nul}); "
+                        f"use --bytes to model raw bytes")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name} is not valid {encoding} (bad byte at offset {exc.start}); "
+                        f"pass --encoding (e.g. latin-1) or --bytes for raw bytes") from None
+    except LookupError:
+        raise DataError(f"unknown text encoding {encoding!r}") from None
+
+
+def load_text(path: str | Path | None = None, *, encoding: str = "utf-8") -> str:
+    """Read a corpus: one file, or a folder's .txt files in sorted name order joined with a newline.
+
+    `path=None` (or "") loads the embedded Tiny Shakespeare corpus.
+    """
+    files = [default_corpus_path()] if not path else corpus_files(path)
+    parts = []
+    for f in files:
+        try:
+            raw = f.read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read {f}: {exc.strerror or exc}") from None
+        parts.append(_decode(raw, f, encoding))
+    text = "\n".join(parts)
+    if not text:
+        raise DataError(f"corpus {path or default_corpus_path()} is empty")
+    return text
+
+
+def load_bytes_as_text(path: str | Path) -> str:
+    """Byte-level mode: every byte becomes one symbol (latin-1 maps bytes 0..255 to U+0000..U+00FF)."""
+    files = [default_corpus_path()] if not path else corpus_files(path)
+    raw = b"\n".join(f.read_bytes() for f in files)
+    if not raw:
+        raise DataError(f"corpus {path} is empty")
+    return raw.decode("latin-1")
+
+
+def checksum(text: str) -> str:
+    """sha256 of the corpus text as UTF-8 (recorded with each run to tie it to its data)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def split(ids: np.ndarray, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous split: the first `train_fraction` of the corpus trains, the rest validates."""
+    if not 0.0 < train_fraction < 1.0:
+        raise DataError(f"train fraction must be strictly between 0 and 1, got {train_fraction}")
+    n = int(len(ids) * train_fraction)
+    return ids[:n], ids[n:]
+
+
+@dataclass
+class Batches:
+    """(input, target) pairs of length T from B parallel streams of a token array.
+
+    The array is cut into B contiguous streams of equal length L = len(ids) // B. Chunk k of stream
+    s is ``inputs = stream[s][k*T:(k+1)*T]``, ``targets = stream[s][k*T+1:(k+1)*T+1]``: targets are
+    the inputs shifted by one character, and consecutive chunks of a stream are consecutive text,
+    so the hidden state can be carried from one to the next (truncated BPTT). With B = 1 these
+    are the seed's pairs: the corpus in order, MAX_LEN characters at a time.
+    """
+
+    ids: np.ndarray
+    batch_size: int
+    max_len: int
+
+    def __post_init__(self) -> None:
+        B, T = self.batch_size, self.max_len
+        L = len(self.ids) // B
+        self.num_batches = (L - 1) // T if L > 0 else 0
+        if self.num_batches < 1:
+            raise DataError(f"{len(self.ids)} characters are too few for batch size {B} and "
+                            f"max-len {T}: need at least {B * (T + 1)}")
+        self.streams = self.ids[: B * L].reshape(B, L)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    @property
+    def chars_per_batch(self) -> int:
+        return self.batch_size * self.max_len
+
+    def get(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch k: (inputs, targets), each an integer array of shape (B, T)."""
+        if not 0 <= k < self.num_batches:
+            raise IndexError(k)
+        T = self.max_len
+        s = self.streams[:, k * T: (k + 1) * T + 1]
+        return s[:, :-1], s[:, 1:]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for k in range(self.num_batches):
+            yield self.get(k)
+
+
+def encode_corpus(text: str, vocab: Vocab | None = None) -> tuple[Vocab, np.ndarray]:
+    """Build (or reuse) a vocabulary and encode the corpus into a compact id array."""
+    vocab = vocab or Vocab.from_text(text)
+    return vocab, vocab.encode(text)
