@@ -184,3 +184,40 @@ def evaluate(params: Mapping[str, Any], ids: Any, *, h0: Any = None, chunk: int 
         total += loss * (e - s)
         h = cache.hs[-1]
     return total, n, h
+
+
+def generate(params: Mapping[str, Any], h: Any, x: Any, n: int, *, rng: np.random.Generator,
+             temperature: float = 1.0, top_k: int = 0, greedy: bool = False) -> tuple[np.ndarray, Any]:
+    """Generate n characters for each of B streams.
+
+    h: (B, H) state before reading x; x: (B,) ids of the last prompt character, or None to start
+    from h alone (the first character is then drawn from softmax(V h + c)). Each step draws the
+    next id from softmax(o / temperature), restricted to the top_k most likely ids when top_k > 0,
+    or takes the argmax when greedy. The draw is an inverse-CDF lookup of one uniform number per
+    stream, so the same rng seed always gives the same text. Returns (ids (B, n), final h).
+    """
+    W, V, c = params["W"], params["V"], params["c"]
+    xp = xp_of(W)
+    B = h.shape[0]
+    out = np.empty((B, n), dtype=np.int64)
+    for i in range(n):
+        if x is None:
+            logits = h @ V.T + c
+        else:
+            h, logits = step(params, h, x)
+        logits = np.asarray(logits, dtype=np.float64) if xp is np else xp.asnumpy(logits).astype(np.float64)
+        if greedy:
+            nxt = logits.argmax(axis=1)
+        else:
+            z = logits / temperature
+            if 0 < top_k < z.shape[1]:
+                kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
+                z = np.where(z >= kth, z, -np.inf)
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            cdf = np.cumsum(p, axis=1)
+            u = rng.random(B) * cdf[:, -1]
+            nxt = np.minimum((cdf < u[:, None]).sum(axis=1), z.shape[1] - 1)
+        out[:, i] = nxt
+        x = nxt if xp is np else xp.asarray(nxt)
+    return out, h

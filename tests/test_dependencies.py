@@ -1,0 +1,95 @@
+"""The one-way dependency order: cli -> experiments/train/sample -> model/optim/data -> backend."""
+import ast
+from pathlib import Path
+
+import charnn
+
+PKG = Path(charnn.__file__).parent
+
+# Lower number = lower layer. A module may import only modules of a strictly lower layer
+# (or modules of the same layer listed in SAME_LAYER_OK).
+LAYER = {
+    "backend": 0,
+    "config": 0,
+    "vocab": 1,
+    "data": 2,
+    "model": 2,
+    "optim": 2,
+    "gradcheck": 3,
+    "reference": 3,
+    "checkpoint": 3,
+    "metrics": 3,
+    "textstats": 3,
+    "sample": 4,
+    "train": 4,
+    "evaluate": 4,
+    "experiments": 5,
+    "report": 6,
+    "cli": 7,
+}
+ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference"}
+NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
+
+
+def charnn_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level >= 1:
+                base = (node.module or "").split(".")[0]
+                if base:
+                    mods.add(base)
+                else:
+                    mods.update(a.name.split(".")[0] for a in node.names)
+            elif node.module and node.module.startswith("charnn."):
+                mods.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("charnn."):
+                    mods.add(a.name.split(".")[1])
+    return mods
+
+
+def external_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            mods.update(a.name.split(".")[0] for a in node.names)
+    return mods
+
+
+def modules():
+    for f in sorted(PKG.glob("*.py")):
+        if f.stem != "__init__":
+            yield f.stem, f
+
+
+def test_every_module_has_a_layer():
+    missing = [name for name, _ in modules() if name not in LAYER and not name.startswith("_")]
+    assert not missing, f"add these modules to LAYER: {missing}"
+
+
+def test_imports_point_one_way():
+    bad = []
+    for name, f in modules():
+        for dep in charnn_imports(f):
+            if dep in LAYER and name in LAYER and LAYER[dep] >= LAYER[name] and dep != name:
+                bad.append(f"{name} -> {dep}")
+    assert not bad, f"imports against the dependency order: {bad}"
+
+
+def test_engine_has_no_ui_dependencies():
+    for name, f in modules():
+        if name in ENGINE:
+            ext = external_imports(f)
+            assert not (ext & {"matplotlib", "tqdm", "rich", "torch"}), (name, ext)
+
+
+def test_only_backend_imports_cupy():
+    for name, f in modules():
+        if name != "backend":
+            assert "cupy" not in external_imports(f) and "cupyx" not in external_imports(f), name
