@@ -18,9 +18,10 @@ LAYER = {
     "gradcheck": 3,
     "reference": 3,
     "checkpoint": 3,
+    "corpus": 3,
     "metrics": 3,
     "textstats": 3,
-    "sample": 4,
+    "sample": 3,     # text generation only (train samples at epoch ends); loading is the CLI's job
     "train": 4,
     "evaluate": 4,
     "experiments": 5,

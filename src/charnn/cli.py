@@ -5,12 +5,16 @@ Every user error becomes one line on stderr and exit status 2 (never a traceback
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3        # training stopped on a NaN/inf loss
+EXIT_INTERRUPTED = 130   # SIGINT/SIGTERM (128 + SIGINT), the shell convention
 
 
 class CLIError(Exception):
@@ -58,12 +62,270 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_gradcheck)
 
 
+# --------------------------------------------------------------------------------------------
+# train / sample / eval / info
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that are the user's doing: one line on stderr, exit status 2."""
+    from .backend import BackendError
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+    from .sample import SampleError
+    from .train import ResumeError, RunDirError
+    from .vocab import VocabError
+
+    return (CLIError, ConfigError, DataError, VocabError, CheckpointError, SampleError,
+            RunDirError, ResumeError, BackendError)
+
+
+def _finite_float(s: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+
+
+def _whole(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+
+
+# flag -> (Config field, type, help). Every flag defaults to None: "not given" (the config file or
+# the Config default applies; with --resume, the run's own value).
+_TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--data", "data", str, "corpus: a UTF-8 text file or a folder of .txt files (default: embedded Tiny Shakespeare)"),
+    ("--epochs", "epochs", _whole, "epochs to train (with --resume: the new total) [5]"),
+    ("--hidden-size", "hidden_size", _whole, "hidden units H [256]"),
+    ("--max-len", "max_len", _whole, "characters per training sequence, the BPTT length T [100]"),
+    ("--batch-size", "batch_size", _whole, "parallel streams B (1 reproduces the seed exactly) [32]"),
+    ("--lr", "lr", _finite_float, "learning rate [5e-3]"),
+    ("--optimizer", "optimizer", str, "adam or sgd [adam]"),
+    ("--momentum", "momentum", _finite_float, "SGD momentum [0]"),
+    ("--grad-clip", "grad_clip", _finite_float, "clip each gradient element to ±this [5]"),
+    ("--clip-norm", "clip_norm", _finite_float, "then rescale gradients to this global L2 norm; 0 = off [0]"),
+    ("--train-fraction", "train_fraction", _finite_float, "leading share of the corpus that trains [0.9]"),
+    ("--seed", "seed", _whole, "seed of the initial weights and of the samples [42]"),
+    ("--dtype", "dtype", str, "float32 or float64 [float32]"),
+    ("--beta1", "beta1", _finite_float, "Adam β1 [0.9]"),
+    ("--beta2", "beta2", _finite_float, "Adam β2 [0.999]"),
+    ("--eps", "eps", _finite_float, "Adam ε [1e-8]"),
+    ("--temperature", "temperature", _finite_float, "temperature of the samples printed at each epoch end [1.5]"),
+    ("--prompt", "prompt", str, "prompt of those samples [ROMEO:]"),
+    ("--sample-length", "sample_length", _whole, "characters generated for those samples [300]"),
+    ("--max-steps", "max_steps", _whole, "stop after this many optimizer steps in total; 0 = no limit [0]"),
+    ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
+    ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
+    ("--device", "device", str, "cpu or cuda [cpu]"),
+]
+
+
+_METAVARS = {"data": "PATH", "optimizer": "adam|sgd", "dtype": "float32|float64", "device": "cpu|cuda"}
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise CLIError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise CLIError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CLIError(f"config file {path} is not valid TOML: {exc}") from None
+    return {k.replace("-", "_"): v for k, v in raw.items()}
+
+
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = {field: getattr(args, field) for _, field, _, _ in _TRAIN_FLAGS if getattr(args, field) is not None}
+    if args.reset_state:
+        out["carry_state"] = False
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from . import train
+    from .config import Config
+
+    overrides = _train_overrides(args)
+    progress = not args.no_progress
+    try:
+        if args.resume is not None:
+            if args.config is not None or args.out is not None or args.overwrite:
+                raise CLIError("--resume continues a run with its own config and folder: "
+                               "do not combine it with --config, --out or --overwrite")
+            if overrides.get("data"):
+                overrides["data"] = str(Path(overrides["data"]).resolve())
+            result = train.resume(args.resume, overrides, progress=progress, handle_signals=True)
+        else:
+            merged = {**(_load_toml(args.config) if args.config is not None else {}), **overrides}
+            if isinstance(merged.get("data"), str) and merged["data"]:
+                merged["data"] = str(Path(merged["data"]).resolve())   # a run must find its corpus from anywhere
+            cfg = Config.from_dict(merged, strict=True)
+            out = args.out if args.out is not None else train.default_run_dir()
+            result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True)
+    except train.TrainingInterrupted as exc:
+        print(f"charnn: {exc}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("charnn: interrupted again: stopped at once (the last saved checkpoint is intact)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except train.TrainingDiverged as exc:
+        print(f"charnn: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    if result.run_dir is not None and result.stop_reason != "already_finished":
+        print(f"sample from it: charnn sample {result.run_dir} --prompt {json.dumps(result.config.prompt)} --length 300")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (default: the seed's configuration on Tiny Shakespeare)",
+                       description="Train a character RNN. With no arguments: the seed's configuration "
+                                   "(hidden 256, max-len 100, clip ±5, Adam lr 5e-3, 5 epochs, seed 42) on "
+                                   "the embedded Tiny Shakespeare corpus. Precedence: flags > --config file "
+                                   "> defaults. Writes a run folder: config.json, metrics.jsonl, samples.txt, "
+                                   "checkpoints/last.safetensors and checkpoints/best.safetensors.")
+    p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: runs/<date-time>/)")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML file of config values (keys as in config.json)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR exactly where it stopped; "
+                   "--epochs/--max-steps then give the new total")
+    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder (replaces its run files)")
+    for flag, field, typ, help_ in _TRAIN_FLAGS:
+        metavar = _METAVARS.get(field) or {_whole: "N", _finite_float: "X"}.get(typ, "TEXT")
+        p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
+    p.add_argument("--reset-state", action="store_true",
+                   help="start every chunk from h = 0 instead of carrying h across chunks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _load_checkpoint(path: str):
+    from . import checkpoint
+
+    return checkpoint.load(checkpoint.resolve(path))
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from . import sample
+
+    ckpt = _load_checkpoint(args.checkpoint)
+    cfg = ckpt.config
+    prompt = cfg.prompt if args.prompt is None else args.prompt
+    temperature = cfg.temperature if args.temperature is None else args.temperature
+    seed = cfg.seed if args.seed is None else args.seed
+    if args.top_k is not None and args.top_k < 1:
+        raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
+    sample.check_options(length=args.length, temperature=temperature, top_k=args.top_k or 0,
+                         num_samples=args.num_samples)
+    if prompt == "":
+        print("charnn: empty prompt: starting from the zero hidden state (first character drawn from softmax(c))",
+              file=sys.stderr)
+    unknown = ckpt.vocab.unknown(prompt)
+    if unknown:
+        raise CLIError(f"--prompt has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
+    texts = sample.generate_text(ckpt.params, ckpt.vocab, prompt, args.length, rng=np.random.default_rng(seed),
+                                 temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy,
+                                 num_samples=args.num_samples)
+    for i, text in enumerate(texts):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}/{args.num_samples} ---")
+        print(prompt + text)
+    return 0
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="generate text from a checkpoint",
+                       description="Print the prompt followed by LENGTH generated characters. The same "
+                                   "seed always gives the same text. A run folder means its best checkpoint "
+                                   "(or its last if it has no best).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--prompt", default=None, help="text that primes the hidden state (default: the run's prompt; "
+                   "'' starts from h = 0)")
+    p.add_argument("--length", type=_whole, default=300, help="characters to generate after the prompt [300]")
+    p.add_argument("--temperature", type=_finite_float, default=None,
+                   help="softmax temperature > 0 (default: the run's, 1.5 for the seed)")
+    p.add_argument("--seed", type=_whole, default=None, help="sampling seed (default: the run's seed)")
+    p.add_argument("--top-k", type=_whole, default=None, help="sample only among the K most likely characters")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")
+    p.add_argument("--num-samples", type=_whole, default=1, help="independent samples, drawn in one batch [1]")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from . import checkpoint, evaluate
+
+    path = checkpoint.resolve(args.checkpoint)
+    ckpt = checkpoint.load(path)
+    res = evaluate.evaluate_checkpoint(ckpt, args.data)
+    if args.json:
+        print(json.dumps({**res.to_dict(), "checkpoint": str(path), "step": ckpt.step, "epoch": ckpt.epoch}))
+    else:
+        print(f"checkpoint: {path} (step {ckpt.step}, epoch {ckpt.epoch})")
+        print(res.format())
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="loss of a checkpoint on the validation split or a given text",
+                       description="Mean loss over the whole validation split of the run's corpus (or over "
+                                   "the text at --data), hidden state carried through it: nats/char, bits/char, "
+                                   "perplexity, next to the uniform (ln V) and unigram baselines.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--data", default=None, help="evaluate on this text file (or folder) instead")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import checkpoint
+
+    path = checkpoint.resolve(args.checkpoint)
+    ckpt = checkpoint.load(path)
+    cfg = ckpt.config
+    best = "none yet" if ckpt.best_val_loss is None else f"{ckpt.best_val_loss:.4f} nats/char"
+    sizes = ", ".join(f"{k} {'×'.join(map(str, p.shape))}" for k, p in ckpt.params.items())
+    info = {"checkpoint": str(path), "format_version": ckpt.format_version, "step": ckpt.step,
+            "epoch": ckpt.epoch, "batch_index": ckpt.batch_index, "chars_seen": ckpt.chars_seen,
+            "best_val_loss": ckpt.best_val_loss, "vocab_size": len(ckpt.vocab), "num_params": ckpt.num_params,
+            "wall_s": ckpt.wall_s, "corpus": ckpt.corpus, "config": cfg.to_dict()}
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"checkpoint: {path} (format {ckpt.format_version})")
+    print(f"step {ckpt.step:,}, epoch {ckpt.epoch} of {cfg.epochs}, next batch {ckpt.batch_index}, "
+          f"{ckpt.chars_seen:,} chars seen, {ckpt.wall_s:.0f} s of training")
+    print(f"best val loss: {best}")
+    print(f"vocabulary: {len(ckpt.vocab)} characters")
+    print(f"parameters: {ckpt.num_params:,} ({sizes})")
+    if ckpt.corpus:
+        print(f"corpus: {ckpt.corpus.get('path') or 'embedded Tiny Shakespeare'}, "
+              f"{ckpt.corpus.get('chars', 0):,} chars, sha256 {str(ckpt.corpus.get('sha256', ''))[:16]}…")
+    print("config:")
+    print("\n".join("  " + line for line in cfg.to_toml().splitlines()))
+    return 0
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="what a checkpoint holds: config, vocabulary, step, best val loss, size",
+                       description="Print a checkpoint's config, vocabulary size, step, epoch, best val loss "
+                                   "and parameter count. A run folder means its best checkpoint.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_info)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints usage too)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_gradcheck]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CLIError as exc:
+    except _user_errors() as exc:
         print(f"charnn: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -8,6 +8,7 @@ It is frozen: a run's configuration never changes after it starts; `replace` mak
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -69,6 +70,20 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+    def to_toml(self) -> str:
+        """The config as TOML `key = value` lines: what `--config FILE.toml` reads back."""
+        lines = []
+        for k, v in self.to_dict().items():
+            if isinstance(v, bool):
+                text = "true" if v else "false"
+            elif isinstance(v, str):
+                # a JSON string is a TOML basic string once DEL is escaped too (TOML forbids it raw)
+                text = json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+            else:
+                text = repr(v)
+            lines.append(f"{k} = {text}")
+        return "\n".join(lines)
 
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}

@@ -1,0 +1,82 @@
+"""Loss of a trained model over a whole text, next to two baselines.
+
+    loss        = (1/N) Σ_t −ln ŷ_t[y_t]       nats per character, h carried through the whole text
+    bits/char   = loss / ln 2                   perplexity = e^loss
+    uniform     = ln V                          a model that knows only the vocabulary size
+    unigram     = (1/N) Σ_t −ln p(y_t)          p = add-one-smoothed character frequencies of the
+                                                training split: a model with no memory at all
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import model
+from .checkpoint import Checkpoint, CheckpointError
+from .corpus import IN_MEMORY, Corpus, unigram_counts, unigram_nats
+from .data import DataError, load_text
+
+
+@dataclass
+class EvalResult:
+    nats_per_char: float
+    bits_per_char: float
+    perplexity: float
+    chars: int                    # characters scored (predicted): the text's length minus one
+    uniform_nats_per_char: float
+    unigram_nats_per_char: float
+    vocab_size: int
+    data: str                     # what was evaluated
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        ln2 = math.log(2)
+        rows = [(f"model", self.nats_per_char, f"perplexity {self.perplexity:.3f}"),
+                (f"uniform", self.uniform_nats_per_char, f"ln {self.vocab_size}"),
+                (f"unigram", self.unigram_nats_per_char, "training-split character frequencies")]
+        lines = [f"data: {self.data} ({self.chars:,} characters scored)"]
+        lines += [f"{name:<8} {n:7.4f} nats/char  {n / ln2:7.4f} bits/char   {note}" for name, n, note in rows]
+        return "\n".join(lines)
+
+
+def score(params: dict, ids: np.ndarray, unigram: np.ndarray, *, data: str) -> EvalResult:
+    """Evaluate `params` on the id sequence `ids` (h carried from a zero start)."""
+    if len(ids) < 2:
+        raise DataError(f"{data}: need at least 2 characters to evaluate, got {len(ids)}")
+    total, n, _ = model.evaluate(params, ids)
+    nats = total / n
+    V = len(unigram)
+    return EvalResult(nats_per_char=nats, bits_per_char=nats / math.log(2),
+                      perplexity=math.exp(nats) if nats < 700 else math.inf, chars=int(n),
+                      uniform_nats_per_char=math.log(V), unigram_nats_per_char=unigram_nats(unigram, ids[1:]),
+                      vocab_size=V, data=data)
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None) -> EvalResult:
+    """Score a checkpoint on its run's validation split, or on the text at `data` (whole file)."""
+    vocab, cfg = ckpt.vocab, ckpt.config
+    if data is not None:
+        text = load_text(data)
+        ids = vocab.encode(text)   # VocabError names characters the model never saw
+        what = f"{Path(data)} (whole text)"
+        unigram = np.asarray(ckpt.unigram) if ckpt.unigram is not None else unigram_counts(ids, len(vocab))
+        return score(ckpt.params, ids, unigram, data=what)
+    if ckpt.corpus.get("path") == IN_MEMORY:
+        raise CheckpointError("this model was trained on text given in memory, not a file: "
+                              "pass --data PATH to evaluate it on a text")
+    corpus = Corpus.load(cfg.data or None)
+    want = ckpt.corpus.get("sha256")
+    if want and corpus.sha256 != want:
+        raise CheckpointError(f"the corpus {corpus.display_path} changed since this model was trained "
+                              f"(sha256 differs): pass --data PATH to evaluate on a given text")
+    if corpus.vocab != vocab:
+        raise CheckpointError(f"the vocabulary of {corpus.display_path} does not match the checkpoint's")
+    train_ids, val_ids = corpus.split(cfg.train_fraction)
+    return score(ckpt.params, val_ids, unigram_counts(train_ids, len(vocab)),
+                 data=f"validation split of {corpus.display_path}")

@@ -1,0 +1,70 @@
+"""Text from a trained model: prime the hidden state with a prompt, then draw characters.
+
+    h_0 = 0,  h_t = tanh(W h_{t-1} + U x_t + b)   over the prompt's characters x_1..x_m
+    then repeatedly  o = V h + c,  next ~ softmax(o / T)  (or argmax when greedy),  feed it back.
+
+The prompt's last character is the first input of model.generate, so the first generated
+character is predicted from the whole prompt. An empty prompt starts from h = 0 and draws the
+first character from softmax(c / T).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import model
+from .backend import xp_of
+from .vocab import Vocab
+
+
+class SampleError(ValueError):
+    """A sampling option is out of range (temperature, length, top-k) or the prompt cannot be encoded."""
+
+
+def check_options(*, length: int, temperature: float, top_k: int = 0, num_samples: int = 1) -> None:
+    """Raise SampleError for options no sampler can honour."""
+    if not isinstance(length, int) or length < 0:
+        raise SampleError(f"length must be a whole number >= 0, got {length!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise SampleError(f"temperature must be a finite number > 0, got {temperature!r} "
+                          f"(use --greedy for argmax sampling)")
+    if not isinstance(top_k, int) or top_k < 0:
+        raise SampleError(f"top-k must be a whole number >= 1, got {top_k!r}")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise SampleError(f"num-samples must be a whole number >= 1, got {num_samples!r}")
+
+
+def prime(params: Mapping[str, Any], prompt_ids: np.ndarray, batch: int) -> tuple[Any, Any]:
+    """Hidden state after reading all but the last prompt character, and that last character.
+
+    Returns (h (batch, H), x (batch,) ids or None for an empty prompt), ready for model.generate.
+    """
+    W = params["W"]
+    xp = xp_of(W)
+    h = xp.zeros((batch, W.shape[0]), dtype=W.dtype)
+    ids = np.asarray(prompt_ids, dtype=np.int64)
+    if len(ids) == 0:
+        return h, None
+    for i in ids[:-1].tolist():
+        h, _ = model.step(params, h, xp.full((batch,), i, dtype=np.int64))
+    return h, xp.full((batch,), int(ids[-1]), dtype=np.int64)
+
+
+def generate_text(params: Mapping[str, Any], vocab: Vocab, prompt: str, length: int, *,
+                  rng: np.random.Generator, temperature: float = 1.0, top_k: int = 0,
+                  greedy: bool = False, num_samples: int = 1) -> list[str]:
+    """`num_samples` continuations of `prompt`, each `length` characters, drawn in one batched pass.
+
+    Returns the generated characters only (without the prompt). Same rng state, same text.
+    Raises SampleError for bad options and VocabError naming prompt characters outside `vocab`.
+    """
+    check_options(length=length, temperature=temperature, top_k=top_k, num_samples=num_samples)
+    prompt_ids = vocab.encode(prompt)
+    if length == 0:
+        return [""] * num_samples
+    h, x = prime(params, prompt_ids, num_samples)
+    ids, _ = model.generate(params, h, x, length, rng=rng, temperature=temperature,
+                            top_k=top_k, greedy=greedy)
+    return [vocab.decode(row) for row in ids]
