@@ -1,0 +1,100 @@
+"""The docs name real code: every `charnn.module.name` written in docs/*.md and README.md resolves.
+
+docs/derivation.md ties each equation to the function that implements it by writing its dotted
+name in backticks (e.g. `charnn.model.backward`). If a function is renamed or removed, this test
+names the stale reference so the text is fixed along with the code.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+README = ROOT / "README.md"
+
+# A dotted name in inline code: `charnn.model.backward`, `charnn.optim.Adam.step`.
+CODE_NAME = re.compile(r"`(charnn(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
+# Inside a ```python block: `from charnn.x import a, b` and attribute chains like charnn.x.y.
+FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(charnn(?:\.\w+)*)[ \t]+import[ \t]+(?:\(([\w\s,]+)\)|([\w \t,]+))", re.M)
+DOTTED = re.compile(r"(?<![\w.])(charnn(?:\.[A-Za-z_]\w*)+)")
+PY_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+
+# Names the derivation must tie its equations to (the public engine API).
+REQUIRED_IN_DERIVATION = {
+    "charnn.model.forward", "charnn.model.backward", "charnn.model.loss_and_grads",
+    "charnn.model.step", "charnn.model.generate", "charnn.model.evaluate",
+    "charnn.optim.clip_by_value", "charnn.optim.clip_by_global_norm",
+    "charnn.optim.Adam.step", "charnn.optim.SGD.step", "charnn.gradcheck.gradcheck",
+    "charnn.data.Batches",
+}
+
+
+def resolve(name: str) -> object:
+    """Import the longest module prefix of a dotted name, then getattr the rest."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)   # AttributeError names the missing piece
+        return obj
+    raise ModuleNotFoundError(name)
+
+
+def names_in_markdown(text: str) -> set[str]:
+    names = set(CODE_NAME.findall(text))
+    for block in PY_BLOCK.findall(text):
+        names.update(DOTTED.findall(block))
+        for module, in_parens, on_line in FROM_IMPORT.findall(block):
+            imported = in_parens or on_line
+            names.update(f"{module}.{n.strip()}" for n in imported.split(",") if n.strip())
+    return names
+
+
+def broken(names: set[str]) -> list[str]:
+    bad = []
+    for name in sorted(names):
+        try:
+            resolve(name)
+        except (ImportError, AttributeError) as exc:
+            bad.append(f"{name} ({type(exc).__name__}: {exc})")
+    return bad
+
+
+def test_docs_exist():
+    assert ROOT / "docs" / "derivation.md" in DOCS
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_code_name_in_docs_resolves(doc: Path):
+    names = names_in_markdown(doc.read_text(encoding="utf-8"))
+    bad = broken(names)
+    assert not bad, f"{doc.name} names code that does not exist: {bad}"
+
+
+def test_derivation_ties_the_equations_to_the_engine():
+    names = names_in_markdown((ROOT / "docs" / "derivation.md").read_text(encoding="utf-8"))
+    missing = REQUIRED_IN_DERIVATION - names
+    assert not missing, f"docs/derivation.md no longer names: {sorted(missing)}"
+
+
+def test_every_code_name_in_readme_resolves():
+    names = names_in_markdown(README.read_text(encoding="utf-8"))
+    assert not broken(names), f"README.md names code that does not exist: {broken(names)}"
+
+
+def test_name_extraction():
+    text = ("Implemented in `charnn.model.backward`, see `charnn.optim.Adam.step()`; not `numpy.sum`.\n"
+            "```python\nfrom charnn.data import Batches, split\nfrom charnn.optim import (\n    Adam,\n)\n"
+            "x = charnn.model.forward\n```\n")
+    assert names_in_markdown(text) == {"charnn.model.backward", "charnn.optim.Adam.step", "charnn.data",
+                                       "charnn.data.Batches", "charnn.data.split", "charnn.optim",
+                                       "charnn.optim.Adam", "charnn.model.forward"}
+    assert broken({"charnn.model.backward", "charnn.optim.Adam.step"}) == []
+    assert broken({"charnn.model.no_such_function"}) and broken({"charnn.no_such_module.f"})
