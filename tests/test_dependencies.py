@@ -12,6 +12,9 @@ LAYER = {
     "backend": 0,
     "config": 0,
     "vocab": 1,
+    "cells": 1,      # LSTM/GRU/RNN cell forward/backward pairs (issue 9)
+    "schedule": 1,   # learning-rate schedules
+    "stack": 1.5,    # multi-layer model over any cell; below model, which dispatches to it
     "data": 2,
     "model": 2,
     "optim": 2,
@@ -28,7 +31,8 @@ LAYER = {
     "report": 6,
     "cli": 7,
 }
-ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference"}
+ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
+          "cells", "stack", "schedule"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

@@ -14,11 +14,11 @@ where the floor (1e-6) stops gradients that are zero up to rounding from dividin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import model
+from . import model, stack
 
 FLOOR = 1e-6
 TOLERANCE = 1e-6
@@ -74,20 +74,32 @@ def check_arrays(f: Callable[[], float], arrays: Mapping[str, np.ndarray], analy
 
 
 def gradcheck(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray | None = None,
-              *, max_checks: int | None = None, seed: int = 0) -> list[GradCheckRow]:
-    """Check dL/dW, dU, dV, db, dc and dL/dh0 of `model.loss_and_grads` against finite differences."""
+              *, max_checks: int | None = None, seed: int = 0, masks: Sequence[np.ndarray] | None = None) -> list[GradCheckRow]:
+    """Check every parameter's gradient and dL/dh0 against finite differences.
+
+    The vanilla dict (W, U, V, b, c) goes through `model`; stacked LSTM/GRU/RNN parameters, and
+    any model with dropout `masks` (fixed, so the loss is a deterministic function of θ), go
+    through `stack`. h0 has the model's state layout (None = zeros).
+    """
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     B = np.asarray(inputs).shape[0]
-    H = params["W"].shape[0]
-    h0 = np.zeros((B, H)) if h0 is None else np.array(h0, dtype=np.float64)
-    _, grads, dh0 = model.loss_grads_dh0(params, inputs, targets, h0)
+    if "W" in params and masks is None:
+        H = params["W"].shape[0]
+        h0 = np.zeros((B, H)) if h0 is None else np.array(h0, dtype=np.float64)
+        _, grads, dh0 = model.loss_grads_dh0(params, inputs, targets, h0)
+
+        def f() -> float:
+            return model.forward(params, inputs, targets, h0)[0]
+    else:
+        masks = None if masks is None else [np.asarray(m, dtype=np.float64) for m in masks]
+        h0 = stack.init_state(params, B) if h0 is None else np.array(h0, dtype=np.float64)
+        _, grads, dh0 = stack.loss_grads_dh0(params, inputs, targets, h0, masks=masks)
+
+        def f() -> float:
+            return stack.forward(params, inputs, targets, h0, masks=masks)[0]
+
     analytic = {**grads, "h0": dh0}
     arrays = {**params, "h0": h0}
-
-    def f() -> float:
-        loss, _ = model.forward(params, inputs, targets, h0)
-        return loss
-
     return check_arrays(f, arrays, analytic, max_checks=max_checks, seed=seed)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Mapping, MutableMapping
 
 import numpy as np
 
+from . import stack
 from .backend import scatter_add_rows, xp_of
 
 PARAM_NAMES = ("W", "U", "V", "b", "c")
@@ -38,8 +39,13 @@ def param_shapes(vocab_size: int, hidden_size: int) -> dict[str, tuple[int, ...]
     return {"W": (H, H), "U": (H, Vs), "V": (Vs, H), "b": (H,), "c": (Vs,)}
 
 
-def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np.float32) -> dict[str, np.ndarray]:
+def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np.float32,
+                cell: str = "rnn", layers: int = 1) -> dict[str, np.ndarray]:
     """Initial parameters: W, U, V ~ Uniform(−1/√H, 1/√H); b = c = 0.
+
+    cell="rnn", layers=1 (the default) is the seed's model with keys W, U, V, b, c. Any other cell
+    ("lstm", "gru") or layer count gives a stacked model, `charnn.stack.init_params` (keys
+    L{l}.W, L{l}.U, L{l}.b, V, c); every function of this module accepts both kinds.
 
     Why: the uniform bound 1/√H is PyTorch's default for nn.RNN and nn.Linear, so charnn and the
     PyTorch reference start from the same distribution. It gives W a spectral radius of about
@@ -47,6 +53,8 @@ def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np
     gradients flow back a useful number of steps. Zero biases make the first prediction
     nearly uniform over the vocabulary (loss ≈ ln V), a clean known starting point.
     """
+    if cell != "rnn" or layers != 1:
+        return stack.init_params(vocab_size, hidden_size, seed=seed, dtype=dtype, cell=cell, layers=layers)
     if vocab_size < 1 or hidden_size < 1:
         raise ValueError("vocab_size and hidden_size must be >= 1")
     rng = np.random.default_rng(seed)
@@ -63,6 +71,8 @@ def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np
 
 def dims(params: Mapping[str, Any]) -> tuple[int, int]:
     """(vocab_size, hidden_size) of a parameter set."""
+    if "W" not in params:
+        return stack.dims(params)
     return params["V"].shape[0], params["W"].shape[0]
 
 
@@ -78,6 +88,8 @@ class Cache:
 
 def forward(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None) -> tuple[float, Cache]:
     """Forward pass over a (B, T) batch: mean cross-entropy loss (nats/char) and the cache."""
+    if "W" not in params:
+        return stack.forward(params, inputs, targets, h0)
     W, U, V, b, c = (params[k] for k in PARAM_NAMES)
     xp = xp_of(W)
     inputs, targets = xp.asarray(inputs), xp.asarray(targets)
@@ -110,6 +122,8 @@ def forward(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None
 
 def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], Any]:
     """Backward pass through time by the seed's formulas: (grads, dL/dh0)."""
+    if "W" not in params:
+        return stack.backward(params, cache)
     W, U, V = params["W"], params["U"], params["V"]
     xp = xp_of(W)
     hs, probs, x, y = cache.hs, cache.probs, cache.x, cache.y
@@ -145,7 +159,11 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
     inputs, targets: integer arrays of shape (B, T). h0: (B, H) or None for zeros.
     Returns (loss, grads, h_last) with grads keyed like params and h_last of shape (B, H).
+    Stacked LSTM/GRU/RNN parameters go to `charnn.stack`: their state is (L, S, B, H), (h, c) per
+    layer for an LSTM (S = 2) and h per layer for RNN/GRU (S = 1); h0=None means zeros.
     """
+    if "W" not in params:
+        return stack.loss_and_grads(params, inputs, targets, h0)
     loss, cache = forward(params, inputs, targets, h0)
     grads, _ = backward(params, cache)
     return loss, grads, cache.hs[-1].copy()
@@ -153,6 +171,8 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
 def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, Any], Any]:
     """Like loss_and_grads but returns dL/dh0 (for gradient checks and truncated-BPTT studies)."""
+    if "W" not in params:
+        return stack.loss_grads_dh0(params, inputs, targets, h0)
     loss, cache = forward(params, inputs, targets, h0)
     grads, dh0 = backward(params, cache)
     return loss, grads, dh0
@@ -160,6 +180,8 @@ def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
 def step(params: Mapping[str, Any], h: Any, x: Any) -> tuple[Any, Any]:
     """One time step for generation: h = tanh(W h + U x + b), o = V h + c. x: (B,) ids, h: (B, H)."""
+    if "W" not in params:
+        return stack.step(params, h, x)
     W, U, V, b, c = (params[k] for k in PARAM_NAMES)
     h = xp_of(W).tanh(h @ W.T + U.T[x] + b)
     return h, h @ V.T + c
@@ -171,6 +193,8 @@ def evaluate(params: Mapping[str, Any], ids: Any, *, h0: Any = None, chunk: int 
     Returns (total nats, number of predicted characters, final h). Forward only, in chunks so
     memory stays bounded; batch size 1, so it is the exact loss of reading the text in order.
     """
+    if "W" not in params:
+        return stack.evaluate(params, ids, h0=h0, chunk=chunk)
     xp = xp_of(params["W"])
     ids = xp.asarray(ids)
     n = len(ids) - 1
@@ -195,7 +219,10 @@ def generate(params: Mapping[str, Any], h: Any, x: Any, n: int, *, rng: np.rando
     next id from softmax(o / temperature), restricted to the top_k most likely ids when top_k > 0,
     or takes the argmax when greedy. The draw is an inverse-CDF lookup of one uniform number per
     stream, so the same rng seed always gives the same text. Returns (ids (B, n), final h).
+    For stacked models h is the (L, S, B, H) state (`charnn.stack.init_state`).
     """
+    if "W" not in params:
+        return stack.generate(params, h, x, n, rng=rng, temperature=temperature, top_k=top_k, greedy=greedy)
     W, V, c = params["W"], params["V"], params["c"]
     xp = xp_of(W)
     B = h.shape[0]

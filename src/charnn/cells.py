@@ -1,0 +1,313 @@
+"""Recurrent cells — vanilla tanh RNN, LSTM, GRU — each a hand-written forward/backward pair over T steps.
+
+Every cell works in the engine's batched row form, time-major: a state is a row block (B, H),
+the weights act from the right (W h becomes ``h @ W.T``), and a sequence is (T, B, ·).
+
+The split of work between a cell and the layer stack (`charnn.stack`) is the same for every cell:
+
+* The stack computes the *input projection* of all T steps at once, ``a_t = U x_t + b`` — one GEMM
+  (or one row gather for one-hot characters) — and hands the cell the buffer ``a`` of shape
+  (T, B, G·H), G = number of gate blocks (RNN 1, GRU 3, LSTM 4).
+* The cell runs the recurrence: per step exactly one GEMM ``h_{t-1} @ W.T`` with W of shape
+  (G·H, H), plus element-wise work done in place (``out=``) in preallocated buffers. The
+  buffer ``a`` is overwritten with the activated gates and later, in the backward pass, with
+  dL/da — the pre-activation gradients the stack needs for dU, db and the layer below.
+* The backward pass takes dL/dh_t for t = 1..T from above (the output projection or the next
+  layer; the buffer is consumed in place), runs back through time with one GEMM per step for
+  the recurrent gradient dL/dh_{t-1} += da_t W, and forms dW = Σ_t da_tᵀ h_{t-1} as a single
+  (G·H × TB)·(TB × H) GEMM after the loop.
+
+Gate order within the G·H rows of W, U and b (ours vs PyTorch):
+
+* LSTM: ours (i, f, o, g); ``torch.nn.LSTM`` uses (i, f, g, o). Our sigmoid gates are contiguous
+  so one tanh call covers all four blocks (σ(x) = ½ + ½ tanh(x/2)). Our b is PyTorch's
+  b_ih + b_hh permuted the same way.
+* GRU: ours (r, z, n), the same as ``torch.nn.GRU``. PyTorch applies the reset gate to the
+  recurrent projection *including its bias*, n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), so
+  b_hn cannot be merged into b: we keep it as the separate H-vector ``bn``; the r and z parts
+  of our b are b_ir + b_hr and b_iz + b_hz, the n part is b_in.
+
+Sigmoid derivative: σ'(a) = σ(1 − σ); tanh'(a) = 1 − tanh². All derivations are written up in
+docs/cells.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .backend import xp_of
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}       # gate blocks G: W is (G·H, H)
+STATE_PARTS = {"rnn": 1, "gru": 1, "lstm": 2}  # per layer: h, or (h, c)
+
+
+def _sigmoid_(xp: Any, a: Any) -> None:
+    """a ← σ(a) in place, via σ(x) = ½ + ½ tanh(x/2) (one transcendental pass, never overflows)."""
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Vanilla RNN
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class RNNCache:
+    hs: Any   # (T+1, B, H): hs[0] = h_0, hs[t] = h_t
+
+
+def rnn_forward(a: Any, W: Any, h0: Any) -> tuple[Any, RNNCache]:
+    """h_t = tanh(a_t + W h_{t-1}), a_t = U x_t + b precomputed; returns (hs (T+1,B,H), cache).
+
+    a: (T, B, H) is consumed (left holding the pre-activations).
+    """
+    xp = xp_of(W)
+    T, B, H = a.shape
+    hs = xp.empty((T + 1, B, H), dtype=a.dtype)
+    hs[0] = h0
+    WT = W.T
+    for t in range(T):
+        at = a[t]
+        at += hs[t] @ WT
+        xp.tanh(at, out=hs[t + 1])
+    return hs, RNNCache(hs)
+
+
+def rnn_backward(dhs: Any, W: Any, cache: RNNCache) -> tuple[Any, Any, Any]:
+    """Back through time: (da (T,B,H), dW, dh0) from dhs[t-1] = dL/dh_t coming from above.
+
+    dz_t = (1 − h_t²) ⊙ (dL/dh_t + Wᵀ dz_{t+1});  dW = Σ_t dz_t h_{t-1}ᵀ;  dh_0 = Wᵀ dz_1.
+    dhs is consumed: it is returned, holding da = dz.
+    """
+    xp = xp_of(W)
+    hs = cache.hs
+    T, B, H = dhs.shape
+    dh_next = xp.zeros((B, H), dtype=dhs.dtype)
+    tmp = xp.empty((B, H), dtype=dhs.dtype)
+    for t in range(T - 1, -1, -1):
+        dz = dhs[t]
+        dz += dh_next                              # dL/dh_t: from above + from step t+1
+        h = hs[t + 1]
+        xp.multiply(h, h, out=tmp)
+        xp.subtract(1, tmp, out=tmp)
+        dz *= tmp                                  # through tanh
+        xp.matmul(dz, W, out=dh_next)              # Wᵀ dz_t, in row form: dL/dh_{t-1} from step t
+    N = T * B
+    dW = dhs.reshape(N, H).T @ hs[:-1].reshape(N, H)
+    return dhs, dW, dh_next
+
+
+# --------------------------------------------------------------------------------------------
+# LSTM
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class LSTMCache:
+    gates: Any  # (T, B, 4H) activated gates (i, f, o, g); overwritten with da by the backward pass
+    hs: Any     # (T+1, B, H)
+    cs: Any     # (T+1, B, H): cs[0] = c_0
+    tcs: Any    # (T, B, H): tanh(c_t)
+
+
+def lstm_forward(a: Any, W: Any, h0: Any, c0: Any) -> tuple[Any, LSTMCache]:
+    """LSTM over T steps, gate order (i, f, o, g); a_t = U x_t + b precomputed, a: (T, B, 4H) consumed.
+
+        [a_i, a_f, a_o, a_g] = a_t + W h_{t-1}
+        i = σ(a_i)   f = σ(a_f)   o = σ(a_o)   g = tanh(a_g)
+        c_t = f ⊙ c_{t-1} + i ⊙ g
+        h_t = o ⊙ tanh(c_t)
+
+    Returns (hs (T+1, B, H), cache); the final cell state is cache.cs[-1].
+    """
+    xp = xp_of(W)
+    T, B, G = a.shape
+    H = G // 4
+    dt = a.dtype
+    hs = xp.empty((T + 1, B, H), dtype=dt)
+    cs = xp.empty((T + 1, B, H), dtype=dt)
+    tcs = xp.empty((T, B, H), dtype=dt)
+    hs[0] = h0
+    cs[0] = c0
+    rec = xp.empty((B, G), dtype=dt)
+    ig = xp.empty((B, H), dtype=dt)
+    WT = W.T
+    H3 = 3 * H
+    for t in range(T):
+        at = a[t]
+        xp.matmul(hs[t], WT, out=rec)
+        at += rec
+        # σ on (i, f, o) and tanh on g in one tanh pass: σ(x) = ½ + ½ tanh(x/2).
+        s = at[:, :H3]
+        s *= 0.5
+        xp.tanh(at, out=at)
+        s *= 0.5
+        s += 0.5
+        c = cs[t + 1]
+        xp.multiply(at[:, H:2 * H], cs[t], out=c)             # f ⊙ c_{t-1}
+        xp.multiply(at[:, :H], at[:, H3:], out=ig)            # i ⊙ g
+        c += ig
+        xp.tanh(c, out=tcs[t])
+        xp.multiply(at[:, 2 * H:H3], tcs[t], out=hs[t + 1])   # o ⊙ tanh(c_t)
+    return hs, LSTMCache(a, hs, cs, tcs)
+
+
+def lstm_backward(dhs: Any, W: Any, cache: LSTMCache) -> tuple[Any, Any, Any, Any]:
+    """Back through time: (da (T, B, 4H), dW, dh0, dc0); dhs[t-1] = dL/dh_t from above (consumed).
+
+    With dh = dL/dh_t (from above + W-path from step t+1) and dc = dL/dc_t carried from t+1:
+
+        dc  += dh ⊙ o ⊙ (1 − tanh²(c_t))
+        da_i = dc ⊙ g ⊙ i(1 − i)        da_f = dc ⊙ c_{t-1} ⊙ f(1 − f)
+        da_o = dh ⊙ tanh(c_t) ⊙ o(1 − o) da_g = dc ⊙ i ⊙ (1 − g²)
+        dL/dc_{t-1} = dc ⊙ f            dL/dh_{t-1} (recurrent part) = Wᵀ da_t
+        dW = Σ_t da_t h_{t-1}ᵀ
+
+    The gate buffer of the cache is overwritten with da and returned.
+    """
+    xp = xp_of(W)
+    gates, hs, cs, tcs = cache.gates, cache.hs, cache.cs, cache.tcs
+    T, B, H = dhs.shape
+    H2, H3 = 2 * H, 3 * H
+    dt = dhs.dtype
+    dh_next = xp.zeros((B, H), dtype=dt)
+    dc = xp.zeros((B, H), dtype=dt)
+    D = xp.empty((B, 4 * H), dtype=dt)       # upstream gradient of each gate's output
+    tmp = xp.empty((B, H), dtype=dt)
+    s2 = xp.empty((B, H3), dtype=dt)
+    for t in range(T - 1, -1, -1):
+        at = gates[t]
+        i, f, o, g = at[:, :H], at[:, H:H2], at[:, H2:H3], at[:, H3:]
+        dh = dhs[t]
+        dh += dh_next
+        tc = tcs[t]
+        # dc = dL/dc_t = dc_next + dh ⊙ o ⊙ (1 − tanh²(c_t))
+        xp.multiply(tc, tc, out=tmp)
+        xp.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        dc += tmp
+        xp.multiply(dc, g, out=D[:, :H])          # ∂L/∂i
+        xp.multiply(dc, cs[t], out=D[:, H:H2])    # ∂L/∂f
+        xp.multiply(dh, tc, out=D[:, H2:H3])      # ∂L/∂o
+        xp.multiply(dc, i, out=D[:, H3:])         # ∂L/∂g
+        dc *= f                                   # dL/dc_{t-1}, before f is overwritten
+        # Local derivatives in place: σ(1 − σ) for i, f, o and 1 − g² for g; then da = D ⊙ local.
+        s = at[:, :H3]
+        xp.multiply(s, s, out=s2)
+        s -= s2
+        xp.multiply(g, g, out=tmp)
+        xp.subtract(1, tmp, out=g)
+        at *= D
+        xp.matmul(at, W, out=dh_next)
+    N = T * B
+    dW = gates.reshape(N, 4 * H).T @ hs[:-1].reshape(N, H)
+    return gates, dW, dh_next, dc
+
+
+# --------------------------------------------------------------------------------------------
+# GRU
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class GRUCache:
+    gates: Any  # (T, B, 3H) activated gates (r, z, n); overwritten with da by the backward pass
+    hs: Any     # (T+1, B, H)
+    hn: Any     # (T, B, H): W_n h_{t-1} + b_hn, the term the reset gate scales
+
+
+def gru_forward(a: Any, W: Any, bn: Any, h0: Any) -> tuple[Any, GRUCache]:
+    """GRU over T steps in PyTorch's form, gate order (r, z, n); a: (T, B, 3H) consumed.
+
+        [a_r, a_z, a_n] = a_t (= U x_t + b),   [q_r, q_z, q_n] = W h_{t-1}
+        r = σ(a_r + q_r)   z = σ(a_z + q_z)
+        n = tanh(a_n + r ⊙ (q_n + bn))
+        h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}  =  n + z ⊙ (h_{t-1} − n)
+    """
+    xp = xp_of(W)
+    T, B, G = a.shape
+    H = G // 3
+    H2 = 2 * H
+    dt = a.dtype
+    hs = xp.empty((T + 1, B, H), dtype=dt)
+    hn = xp.empty((T, B, H), dtype=dt)
+    hs[0] = h0
+    q = xp.empty((B, G), dtype=dt)
+    tmp = xp.empty((B, H), dtype=dt)
+    WT = W.T
+    for t in range(T):
+        at = a[t]
+        xp.matmul(hs[t], WT, out=q)
+        rz = at[:, :H2]
+        rz += q[:, :H2]
+        _sigmoid_(xp, rz)
+        xp.add(q[:, H2:], bn, out=hn[t])                      # W_n h + b_hn
+        n = at[:, H2:]
+        xp.multiply(at[:, :H], hn[t], out=tmp)                # r ⊙ (W_n h + b_hn)
+        n += tmp
+        xp.tanh(n, out=n)
+        xp.subtract(hs[t], n, out=tmp)                        # h_{t-1} − n
+        tmp *= at[:, H:H2]
+        xp.add(n, tmp, out=hs[t + 1])
+    return hs, GRUCache(a, hs, hn)
+
+
+def gru_backward(dhs: Any, W: Any, cache: GRUCache) -> tuple[Any, Any, Any, Any]:
+    """Back through time: (da (T, B, 3H), dW, dbn, dh0); dhs[t-1] = dL/dh_t from above (consumed).
+
+    With dh = dL/dh_t (from above + recurrent path from step t+1):
+
+        dn̂ = dh ⊙ (1 − z) ⊙ (1 − n²)                 gradient at n's pre-activation (= da_n)
+        dẑ = dh ⊙ (h_{t-1} − n) ⊙ z(1 − z)            (= da_z = dq_z)
+        dr̂ = dn̂ ⊙ (W_n h_{t-1} + b_hn) ⊙ r(1 − r)   (= da_r = dq_r)
+        dq_n = dn̂ ⊙ r                                 gradient at W_n h_{t-1}, and at b_hn
+        dL/dh_{t-1} = dh ⊙ z + Wᵀ [dr̂, dẑ, dq_n]
+        dW = Σ_t [dr̂, dẑ, dq_n]_t h_{t-1}ᵀ           dbn = Σ_t dq_n
+
+    The input side (U, b, the layer below) sees da = [dr̂, dẑ, dn̂], returned in the gate buffer.
+    """
+    xp = xp_of(W)
+    gates, hs, hn = cache.gates, cache.hs, cache.hn
+    T, B, H = dhs.shape
+    H2 = 2 * H
+    dt = dhs.dtype
+    dq = xp.empty((T, B, 3 * H), dtype=dt)     # recurrent-side gradients [dr̂, dẑ, dq_n]
+    dh_next = xp.zeros((B, H), dtype=dt)
+    dn = xp.empty((B, H), dtype=dt)
+    tmp = xp.empty((B, H), dtype=dt)
+    s2 = xp.empty((B, H2), dtype=dt)
+    rec = xp.empty((B, H), dtype=dt)
+    for t in range(T - 1, -1, -1):
+        at = gates[t]
+        r, z, n = at[:, :H], at[:, H:H2], at[:, H2:]
+        qt = dq[t]
+        dh = dhs[t]
+        dh += dh_next
+        h = hs[t]
+        # dn̂ = dh (1 − z)(1 − n²)
+        xp.multiply(n, n, out=dn)
+        xp.subtract(1, dn, out=dn)
+        xp.subtract(1, z, out=tmp)
+        dn *= tmp
+        dn *= dh
+        # ∂L/∂z = dh (h_{t-1} − n), into the z slot of dq
+        xp.subtract(h, n, out=qt[:, H:H2])
+        qt[:, H:H2] *= dh
+        xp.multiply(dn, r, out=qt[:, H2:])            # dq_n
+        xp.multiply(dn, hn[t], out=qt[:, :H])         # ∂L/∂r
+        xp.multiply(dh, z, out=dh_next)               # direct path dh ⊙ z, before z is overwritten
+        # σ(1 − σ) for r and z in place, then the r, z gradients through the sigmoid.
+        s = at[:, :H2]
+        xp.multiply(s, s, out=s2)
+        s -= s2
+        qrz = qt[:, :H2]
+        qrz *= s
+        at[:, :H2] = qrz
+        at[:, H2:] = dn
+        xp.matmul(qt, W, out=rec)                     # Wᵀ dq_t, in row form
+        dh_next += rec
+    N = T * B
+    dW = dq.reshape(N, 3 * H).T @ hs[:-1].reshape(N, H)
+    dbn = dq[:, :, H2:].reshape(N, H).sum(axis=0)
+    return gates, dW, dbn, dh_next
