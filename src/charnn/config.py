@@ -46,6 +46,17 @@ class Config:
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
+    # --- cells, layers, dropout, schedules (issue 9; docs/cells.md) ---------------------------
+    cell: str = "rnn"               # "rnn" (the seed's tanh cell) | "lstm" | "gru"
+    layers: int = 1                 # stacked recurrent layers
+    dropout: float = 0.0            # inverted dropout between layers and before the output layer (training only)
+    lr_schedule: str = "constant"   # "constant" | "step" (× lr_decay every lr_decay_every epochs) | "cosine"
+    warmup_steps: int = 0           # linear warm-up of the learning rate over the first N steps
+    lr_decay: float = 0.97          # step schedule: factor per decay (char-rnn's default)
+    lr_decay_every: float = 1.0     # step schedule: epochs between decays
+    lr_decay_after: float = 0.0     # step schedule: epochs before the first decay
+    min_lr: float = 0.0             # cosine schedule: the rate it decays to at the last step
+    eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -141,3 +152,27 @@ def validate(cfg: Config) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")
+    _validate_cells(cfg)
+
+
+def _validate_cells(cfg: Config) -> None:
+    """The cell, layer, dropout and schedule fields (issue 9)."""
+    if cfg.cell not in ("rnn", "lstm", "gru"):
+        raise ConfigError(f"unknown cell {cfg.cell!r}: choose rnn, lstm or gru")
+    if cfg.lr_schedule not in ("constant", "step", "cosine"):
+        raise ConfigError(f"unknown lr-schedule {cfg.lr_schedule!r}: choose constant, step or cosine")
+    for name in ("layers", "eval_streams"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+    if not isinstance(cfg.warmup_steps, int) or isinstance(cfg.warmup_steps, bool) or cfg.warmup_steps < 0:
+        raise ConfigError(f"warmup-steps must be a whole number >= 0, got {cfg.warmup_steps!r}")
+    if not (math.isfinite(cfg.dropout) and 0.0 <= cfg.dropout < 1.0):
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if not (math.isfinite(cfg.lr_decay) and 0.0 < cfg.lr_decay <= 1.0):
+        raise ConfigError(f"lr-decay must be in (0, 1], got {cfg.lr_decay!r}")
+    _positive("lr-decay-every", cfg.lr_decay_every)
+    if not (math.isfinite(cfg.lr_decay_after) and cfg.lr_decay_after >= 0.0):
+        raise ConfigError(f"lr-decay-after must be >= 0 epochs, got {cfg.lr_decay_after!r}")
+    if not (math.isfinite(cfg.min_lr) and 0.0 <= cfg.min_lr <= cfg.lr):
+        raise ConfigError(f"min-lr must be between 0 and lr ({cfg.lr!r}), got {cfg.min_lr!r}")
