@@ -305,7 +305,8 @@ class Trainer:
         metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.run_dir else None
         stop_reason = "completed"
         win_loss, win_n, win_chars, win_time = 0.0, 0, 0, 0.0
-        with self._signal_guard(), tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
+        # Overflow warnings are silenced: a non-finite loss is detected and reported by step instead.
+        with np.errstate(over="ignore", invalid="ignore"), self._signal_guard(), tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
                                         disable=not self.progress, file=sys.stderr, leave=True) as bar:
             self._bar = bar
             try:
@@ -459,13 +460,14 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     return trainer.run()
 
 
-def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, callbacks: Iterable[Callback] = (),
-           progress: bool = True, log: Callable[[str], None] | None = print,
-           handle_signals: bool = False) -> TrainResult:
+def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, text: str | None = None,
+           corpus: Corpus | None = None, callbacks: Iterable[Callback] = (), progress: bool = True,
+           log: Callable[[str], None] | None = print, handle_signals: bool = False) -> TrainResult:
     """Continue a run from its last checkpoint, exactly where it stopped.
 
     `changes` may set new values for RESUMABLE fields (epochs and max_steps are the new totals;
     data may point to a moved copy of the same corpus); any other field must keep its value.
+    A run trained on in-memory `text` is resumed by passing the same text (its checksum is checked).
     """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / LAST
@@ -484,7 +486,8 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, cal
                               f"{getattr(cfg, k)!r}); start a new run with --out instead")
         updates[k] = v
     cfg = cfg.replace(**updates)
-    corpus = Corpus.load(cfg.data or None)
+    if corpus is None:
+        corpus = Corpus.from_text(text) if text is not None else Corpus.load(cfg.data or None)
     want = start.corpus.get("sha256")
     if want and corpus.sha256 != want:
         raise ResumeError(f"the corpus {corpus.display_path} is not the one this run was trained on "

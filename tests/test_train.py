@@ -1,0 +1,74 @@
+"""The training loop from Python: in-memory training, callbacks, early stop, optimizer state on resume."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charnn import checkpoint, model
+from charnn.config import Config
+from charnn.data import default_corpus_path
+from charnn.train import StopTraining, resume, train
+
+TEXT = default_corpus_path().read_text(encoding="utf-8")[:6000]
+CFG = Config(hidden_size=12, max_len=16, batch_size=3, epochs=1, dtype="float64", sample_length=20, log_every=5)
+
+
+def quiet(cfg: Config, out=None, **kw):
+    return train(cfg, out, text=TEXT, progress=False, log=None, **kw)
+
+
+def test_in_memory_training_writes_nothing_and_learns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = quiet(CFG)
+    assert list(tmp_path.iterdir()) == []
+    assert res.run_dir is None and res.stop_reason == "completed" and res.epoch == 1
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert res.val_loss == res.best_val_loss < np.log(len(res.vocab))
+    assert len(res.samples) == 1 and res.samples[0].startswith("ROMEO:")
+    assert set(res.params) == set(model.PARAM_NAMES) and res.params["W"].dtype == np.float64
+
+
+def test_callbacks_see_every_step_and_can_stop_early():
+    events = []
+
+    def cb(event, record):
+        events.append((event, record))
+        if event == "step" and record["step"] == 12:
+            raise StopTraining
+
+    res = quiet(CFG.replace(eval_every=5), callbacks=[cb])
+    steps = [r["step"] for e, r in events if e == "step"]
+    assert steps == list(range(1, 13)) and res.stop_reason == "stopped" and res.step == 12
+    evals = [r["step"] for e, r in events if e == "eval"]
+    assert evals == [5, 10, 12]                    # eval_every, and a final one at the stop
+    assert all("val_loss" in r for e, r in events if e == "eval")
+
+
+def test_carrying_the_hidden_state_changes_training():
+    a = quiet(CFG.replace(max_steps=20))
+    b = quiet(CFG.replace(max_steps=20, carry_state=False))
+    assert not np.array_equal(a.params["W"], b.params["W"])
+
+
+@pytest.mark.parametrize("changes", [dict(optimizer="sgd", momentum=0.9, lr=0.1),
+                                     dict(dtype="float32", clip_norm=1.0)])
+def test_resume_is_exact_for_sgd_momentum_and_float32(tmp_path, changes):
+    cfg = CFG.replace(epochs=2, **changes)
+    straight = quiet(cfg, tmp_path / "a")
+    quiet(cfg.replace(max_steps=50), tmp_path / "b")
+    ck = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.safetensors")
+    if cfg.optimizer == "sgd":
+        assert set(ck.optim_state) == {f"buf.{k}" for k in model.PARAM_NAMES}
+    resumed = resume(tmp_path / "b", {"max_steps": 0}, text=TEXT, progress=False, log=None)
+    assert resumed.step == straight.step
+    for k in straight.params:
+        assert np.array_equal(straight.params[k], resumed.params[k]), k
+
+
+def test_value_clipping_bounds_the_first_update():
+    # SGD with lr 1 and clip 1e-3: no parameter can move by more than 1e-3 in one step.
+    cfg = CFG.replace(optimizer="sgd", lr=1.0, grad_clip=1e-3, max_steps=1)
+    init = model.init_params(len(set(TEXT)), cfg.hidden_size, seed=cfg.seed, dtype=np.float64)
+    res = quiet(cfg)
+    moved = max(float(np.abs(res.params[k] - init[k]).max()) for k in init)
+    assert 0 < moved <= 1e-3 + 1e-15
