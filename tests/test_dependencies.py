@@ -39,8 +39,11 @@ NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 def charnn_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     mods = set()
+    depth = len(path.relative_to(PKG).parts)   # 2 inside a subpackage such as charnn/backend/
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
+            if 1 <= node.level < depth:            # a sibling inside the same subpackage
+                continue
             if node.level >= 1:
                 base = (node.module or "").split(".")[0]
                 if base:
@@ -68,9 +71,12 @@ def external_imports(path: Path) -> set[str]:
 
 
 def modules():
+    """(layer name, file) of every source file; a subpackage's files (backend/) carry its name."""
     for f in sorted(PKG.glob("*.py")):
         if f.stem != "__init__":
             yield f.stem, f
+    for f in sorted(PKG.glob("*/*.py")):
+        yield f.parent.name, f
 
 
 def test_every_module_has_a_layer():

@@ -1,13 +1,20 @@
 """Array backend: the one place that knows about NumPy vs CuPy.
 
 The engine is written against the NumPy API. Functions take the array module from their inputs
-(`xp_of`) so the same code runs on NumPy arrays (CPU) or CuPy arrays (GPU). CuPy is imported here
-and nowhere else, and only when a GPU is asked for.
+(`xp_of`) so the same code runs on NumPy arrays (CPU) or CuPy arrays (GPU). CuPy is imported in
+this package and nowhere else, and only when a GPU is asked for.
+
+  get_xp(device)            numpy for "cpu", cupy for "cuda" (BackendError, one line, when unusable)
+  xp_of(*arrays)            the array module that owns some arrays
+  to_numpy(a), host_copy(d)  NumPy copies: checkpoints and sampling always use host arrays
+  to_device(d, xp)          a parameter/state dict moved to the array module xp
+  fused_loss_and_grads      the fused CUDA kernels (backend/cuda.py) for CuPy float32, else None
 """
 from __future__ import annotations
 
+import os
 from types import ModuleType
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -59,6 +66,32 @@ def to_numpy(a: Any) -> np.ndarray:
     if _cupy is not None and isinstance(a, _cupy.ndarray):
         return _cupy.asnumpy(a)
     return np.asarray(a)
+
+
+def host_copy(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A dict of NumPy copies (e.g. the CPU copy of GPU weights that sampling runs on)."""
+    return {k: to_numpy(v) for k, v in arrays.items()}
+
+
+def to_device(arrays: Mapping[str, Any], xp: ModuleType) -> dict[str, Any]:
+    """A dict of arrays moved to the array module xp (numpy or cupy), dtypes kept."""
+    if xp is np:
+        return host_copy(arrays)
+    return {k: xp.asarray(v) for k, v in arrays.items()}
+
+
+def fused_loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any,
+                         h0: Any = None) -> tuple[float, dict[str, Any], Any] | None:
+    """model.loss_and_grads through the fused CUDA kernels, or None where they do not apply.
+
+    They apply to CuPy float32 parameters (and shapes the kernels support) unless
+    CHARNN_FUSED=0; NumPy arrays always get None, so the portable engine runs unchanged.
+    """
+    if _cupy is None or not isinstance(params.get("W"), _cupy.ndarray) or os.environ.get("CHARNN_FUSED") == "0":
+        return None
+    from . import cuda  # noqa: PLC0415 - imports CuPy; only reached with CuPy arrays in hand
+
+    return cuda.loss_and_grads(params, inputs, targets, h0)
 
 
 def scatter_add_rows(xp: ModuleType, target: Any, index: Any, values: Any) -> None:

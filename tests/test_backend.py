@@ -1,0 +1,220 @@
+"""The array backend on a machine without a GPU (CI): NumPy behaviour, clean `cuda` refusals, and the
+pure parts of the fused CUDA path (kernel source, launch geometry, its work split)."""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import charnn
+from charnn import backend, model
+from charnn.backend import cuda_src
+from charnn.backend.cuda_src import SPLITS, Layout, pick_layout, source, split_ok
+
+from clihelp import SMALL, assert_user_error, charnn as run_charnn, write_corpus
+
+PKG = Path(charnn.__file__).parent
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    """Make `import cupy` fail, as on a machine without CuPy, whatever this one has installed."""
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+
+
+def fake_cupy(count=0, error=None):
+    def get_device_count():
+        if error is not None:
+            raise error
+        return count
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count)))
+
+
+# ----- get_xp and friends with NumPy ---------------------------------------------------------------
+def test_cpu_is_numpy():
+    assert backend.get_xp("cpu") is np
+    assert backend.get_xp() is np
+    a = np.arange(6.0).reshape(2, 3)
+    assert backend.xp_of(a) is np and backend.xp_of(a, a.T) is np
+    assert backend.to_numpy(a) is a or np.shares_memory(backend.to_numpy(a), a)
+    assert isinstance(backend.to_numpy([1, 2]), np.ndarray)
+
+
+def test_unknown_device_is_a_backend_error():
+    with pytest.raises(backend.BackendError, match="unknown device 'tpu'"):
+        backend.get_xp("tpu")
+
+
+def test_cuda_without_cupy_is_one_clear_line(no_cupy):
+    with pytest.raises(backend.BackendError) as err:
+        backend.get_xp("cuda")
+    msg = str(err.value)
+    assert "--device cuda" in msg and "CuPy" in msg and "\n" not in msg
+    assert backend._cupy is None                         # nothing half-initialised is kept
+
+
+@pytest.mark.parametrize("count, error, needle", [(0, None, "no CUDA GPU is visible"),
+                                                  (None, RuntimeError("driver too old"), "driver too old")])
+def test_cuda_without_a_gpu_is_one_clear_line(monkeypatch, count, error, needle):
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count, error))
+    with pytest.raises(backend.BackendError) as err:
+        backend.get_xp("cuda")
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    assert backend._cupy is None
+
+
+def test_host_copy_and_to_device_with_numpy():
+    d = {"W": np.ones((2, 2), np.float32), "b": np.zeros(2)}
+    h = backend.host_copy(d)
+    assert set(h) == {"W", "b"} and h["W"].dtype == np.float32 and h["b"].dtype == np.float64
+    moved = backend.to_device(d, np)
+    assert all(isinstance(v, np.ndarray) for v in moved.values())
+    np.testing.assert_array_equal(moved["W"], d["W"])
+
+
+def test_scatter_add_rows_accumulates_repeats():
+    target = np.zeros((3, 2))
+    backend.scatter_add_rows(np, target, np.array([0, 2, 0, 0]), np.arange(8.0).reshape(4, 2))
+    np.testing.assert_array_equal(target, [[0 + 4 + 6, 1 + 5 + 7], [0, 0], [2, 3]])
+
+
+def test_numpy_params_never_take_the_fused_path():
+    p = model.init_params(5, 8, seed=0)
+    x = np.zeros((2, 3), dtype=np.int64)
+    assert backend.fused_loss_and_grads(p, x, x) is None
+    loss, grads, h = model.loss_and_grads(p, x, x)      # the portable engine, unchanged
+    assert np.isfinite(loss) and set(grads) == set(p) and h.shape == (2, 8)
+
+
+def test_train_device_cuda_refuses_in_one_line_and_makes_no_run(tmp_path, no_cupy):
+    corpus = write_corpus(tmp_path, 3000)
+    out = tmp_path / "run"
+    res = run_charnn("train", "--data", corpus, "--out", out, "--device", "cuda", "--max-steps", "2", *SMALL)
+    assert_user_error(res, "--device cuda", "CuPy")
+    assert not out.exists()
+
+
+# ----- only the backend package imports CuPy ------------------------------------------------------
+def imported_top_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_backend_package_imports_cupy():
+    files = sorted(PKG.rglob("*.py"))
+    users = {f.relative_to(PKG).as_posix() for f in files if imported_top_names(f) & {"cupy", "cupyx"}}
+    assert users, "the backend should import CuPy somewhere"
+    assert all(u.startswith("backend/") for u in users), users
+    # and nothing imports the CuPy-importing module at load time: `import charnn.<x>` stays GPU-free
+    code = ("import sys, charnn, charnn.cli, charnn.train, charnn.model, charnn.backend; "
+            "print('cupy' in sys.modules, 'charnn.backend.cuda' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.split() == ["False", "False"]
+
+
+# ----- launch geometry and work split of the fused kernels (pure arithmetic) ----------------------
+SHAPES = [(H, B) for H in (16, 32, 64, 128, 256, 512) for B in (1, 3, 32, 37, 128, 1024, 5000)]
+
+
+@pytest.mark.parametrize("H, B", SHAPES)
+def test_layout_is_consistent(H, B):
+    lay = pick_layout(H, 65, B, sms=132)
+    assert lay is not None
+    assert lay.hr * lay.cs == H and lay.ks * lay.hr == lay.nt and lay.kl * lay.ks == H
+    assert lay.kl % 4 == 0 and lay.bg % lay.bc == 0 and lay.bc <= 8
+    assert lay.smem_bytes() <= cuda_src.SMEM_OPTIN and lay.cs <= 8
+    assert H % lay.cw == 0 and 65 * lay.cw * 4 <= cuda_src.SMEM_STATIC
+    assert split_ok(H, lay.cs, lay.nt)
+
+
+def test_layout_refuses_what_the_kernels_cannot_do():
+    assert pick_layout(256, 20000, 8, sms=132) is None       # vocabulary too large for the dU table
+    assert pick_layout(6, 10, 8, sms=132) is None            # H not a multiple of 4
+    assert pick_layout(256, 65, 8, sms=132, split=(1, 256)) is None   # M would not fit in registers
+    assert all(cs <= 8 for cs, _ in SPLITS)                   # portable cluster sizes only
+
+
+def emulate_recurrence_step(lay: Layout, M: np.ndarray, v: np.ndarray, B: int) -> np.ndarray:
+    """M v for every batch row, computed with the kernel's own index arithmetic (matvec + finalize).
+
+    Mirrors cuda_src.recurrence: cluster c owns rows c·BG…, rank r owns outputs r·HR…, thread tid is
+    (i = tid % HR, ks = tid / HR) holding M[r·HR + i, ks·KL : ks·KL + KL]; outputs o = tid + n·NT.
+    """
+    H, out, written = lay.H, np.full((B, lay.H), np.nan), np.zeros((B, lay.H), int)
+    no = -(-lay.bg * lay.hr // lay.nt)
+    for cl in range(-(-B // lay.bg)):
+        vb = np.zeros((lay.bg, H))
+        rows = min(B, (cl + 1) * lay.bg) - cl * lay.bg
+        vb[:rows] = v[cl * lay.bg: cl * lay.bg + rows]
+        for rank in range(lay.cs):
+            part = np.zeros(lay.ks * lay.bg * lay.hr)
+            for tid in range(lay.nt):
+                i, ks = tid % lay.hr, tid // lay.hr
+                mreg = M[rank * lay.hr + i, ks * lay.kl:(ks + 1) * lay.kl]
+                for b in range(lay.bg):
+                    part[(ks * lay.bg + b) * lay.hr + i] = mreg @ vb[b, ks * lay.kl:(ks + 1) * lay.kl]
+            for tid in range(lay.nt):
+                for n in range(no):
+                    o = tid + n * lay.nt
+                    if o < lay.bg * lay.hr:
+                        b, ii = o // lay.hr, o % lay.hr
+                        j, gb = rank * lay.hr + ii, cl * lay.bg + b
+                        s = sum(part[(q * lay.bg + b) * lay.hr + ii] for q in range(lay.ks))
+                        if gb < B:
+                            out[gb, j] = s
+                            written[gb, j] += 1
+    assert (written == 1).all(), "every output is written exactly once"
+    return out
+
+
+@pytest.mark.parametrize("H, B, split", [(32, 5, None), (64, 7, (2, 512)), (64, 3, (4, 256)), (128, 9, None)])
+def test_work_split_computes_the_matrix_vector_product(H, B, split):
+    rng = np.random.default_rng(H + B)
+    lay = pick_layout(H, 11, B, sms=6, split=split)
+    assert lay is not None
+    M, v = rng.normal(size=(H, H)), rng.normal(size=(B, H))
+    np.testing.assert_allclose(emulate_recurrence_step(lay, M, v, B), v @ M.T, rtol=1e-12, atol=1e-12)
+
+
+# ----- the kernel source -----------------------------------------------------------------------------
+KERNEL_NAMES = ["rnn_fwd", "rnn_bwd", "rnn_fwd_step", "rnn_bwd_step", "xent", "xent_finish", "scatter_rows",
+                "reduce_rows", "finish_dU", "adam", "bump"]
+
+
+def test_source_defines_every_kernel_the_driver_launches():
+    src = source(**pick_layout(256, 65, 128, sms=132).defines())
+    for name in KERNEL_NAMES:
+        assert f"{name}(" in src, name
+    assert src.count("{") == src.count("}")
+    assert src.startswith("#define BC ")
+    driver = (PKG / "backend" / "cuda.py").read_text(encoding="utf-8")
+    for name in KERNEL_NAMES:
+        assert f'"{name}"' in driver, name
+
+
+def test_source_compiles_for_hopper_when_nvcc_is_installed(tmp_path):
+    """Where the CUDA toolkit is installed (not in CI), compile every kernel for sm_90 and sm_80."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return                                     # CI: no toolkit; the GPU check compiles with NVRTC
+    for n, (lay, arch) in enumerate([(pick_layout(256, 65, 1024, sms=132), "sm_90"),
+                                     (pick_layout(32, 10, 3, sms=132, persistent=False), "sm_80")]):
+        cu = tmp_path / f"k{n}.cu"
+        cu.write_text(source(**lay.defines()), encoding="utf-8")
+        res = subprocess.run([nvcc, f"-arch={arch}", "-std=c++17", "-cubin", "-Xptxas", "-v",
+                              "-o", str(tmp_path / f"k{n}.cubin"), str(cu)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "spill stores" in res.stderr and " 0 bytes spill stores" in res.stderr
