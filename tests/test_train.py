@@ -72,3 +72,23 @@ def test_value_clipping_bounds_the_first_update():
     res = quiet(cfg)
     moved = max(float(np.abs(res.params[k] - init[k]).max()) for k in init)
     assert 0 < moved <= 1e-3 + 1e-15
+
+
+def test_learning_rate_schedule_is_applied_per_step():
+    cfg = CFG.replace(lr_schedule="cosine", warmup_steps=5, min_lr=1e-4, log_every=1, max_steps=40)
+    res = quiet(cfg)
+    lrs = [r["lr"] for r in res.history]
+    assert lrs[0] == pytest.approx(cfg.lr / 5)                   # warm-up: step 0 runs at lr/5
+    assert lrs[4] == pytest.approx(cfg.lr) and lrs[-1] < lrs[10] < lrs[5]
+    from charnn.schedule import lr_at
+
+    want = [lr_at(r["step"] - 1, cfg.lr, schedule="cosine", warmup_steps=5, total_steps=40, min_lr=1e-4)
+            for r in res.history]
+    assert lrs == pytest.approx(want, rel=1e-12) and 1e-4 < lrs[-1] < 1.2e-4
+
+
+def test_unsupported_fields_are_refused_not_ignored():
+    from charnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cell"):
+        quiet(CFG.replace(cell="lstm"))

@@ -36,11 +36,12 @@ from tqdm.auto import tqdm
 from . import __version__, checkpoint, model
 from .backend import get_xp, to_numpy
 from .checkpoint import Checkpoint
-from .config import Config
+from .config import Config, ConfigError
 from .corpus import Corpus, unigram_counts
 from .data import Batches, DataError
 from .optim import clip_by_global_norm, clip_by_value, make_optimizer, state_to_numpy
 from .sample import generate_text
+from .schedule import lr_at
 from .vocab import VocabError
 
 RUN_FILES = ("config.json", "metrics.jsonl", "samples.txt", "checkpoints")
@@ -169,6 +170,7 @@ class Trainer:
         self.progress, self._log, self.handle_signals = progress, log, handle_signals
         self._bar: Any = None
         self._t0: float | None = None
+        _check_supported(cfg)
         self.vocab = corpus.vocab
         train_ids, val_ids = corpus.split(cfg.train_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
@@ -261,6 +263,7 @@ class Trainer:
         clip_by_value(grads, -cfg.grad_clip, cfg.grad_clip)
         if cfg.clip_norm > 0:
             clip_by_global_norm(grads, cfg.clip_norm)
+        self.opt.lr = self.lr_at(self.step)
         self.opt.step(self.params, grads)
         self.h = h_last if cfg.carry_state else None
         return loss
@@ -279,6 +282,20 @@ class Trainer:
         (text,) = generate_text(self.params, self.vocab, self.prompt, n, rng=self.rng,
                                 temperature=self.cfg.temperature)
         return self.prompt + text
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps the run will have made when it ends (epochs, capped by max_steps)."""
+        total = len(self.batches) * self.cfg.epochs
+        return total if self.cfg.max_steps == 0 else min(total, self.cfg.max_steps)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of (0-based) optimizer step `step`: a pure function of the step, so resume needs no state."""
+        cfg, nb = self.cfg, len(self.batches)
+        return lr_at(step, cfg.lr, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+                     total_steps=self.total_steps, decay=cfg.lr_decay,
+                     decay_every=max(1, round(cfg.lr_decay_every * nb)),
+                     decay_after=round(cfg.lr_decay_after * nb), min_lr=cfg.min_lr)
 
     @property
     def wall_s(self) -> float:
@@ -301,7 +318,7 @@ class Trainer:
                      + (f" (max steps {cfg.max_steps})" if cfg.max_steps else "")
                      + "; give a larger --epochs or --max-steps to train further")
             return self._result("already_finished")
-        total = nb * cfg.epochs if cfg.max_steps == 0 else min(nb * cfg.epochs, cfg.max_steps)
+        total = self.total_steps
         metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.run_dir else None
         stop_reason = "completed"
         win_loss, win_n, win_chars, win_time = 0.0, 0, 0, 0.0
@@ -420,6 +437,15 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def _check_supported(cfg: Config) -> None:
+    """Refuse config fields this trainer does not implement yet, rather than silently ignore them."""
+    todo = [f"{k}={getattr(cfg, k)!r}" for k, default in
+            (("cell", "rnn"), ("layers", 1), ("dropout", 0.0), ("eval_streams", 1))
+            if getattr(cfg, k, default) != default]
+    if todo:
+        raise ConfigError(f"the trainer does not support {', '.join(todo)} yet (vanilla RNN, 1 layer only)")
 
 
 # --------------------------------------------------------------------------------------------
