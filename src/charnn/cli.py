@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,7 +16,7 @@ import numpy as np
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3        # training stopped on a NaN/inf loss
-EXIT_INTERRUPTED = 130   # SIGINT/SIGTERM (128 + SIGINT), the shell convention
+EXIT_INTERRUPTED = 130   # SIGINT (128 + signal number, the shell convention; SIGTERM gives 143)
 
 
 class CLIError(Exception):
@@ -171,7 +172,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True)
     except train.TrainingInterrupted as exc:
         print(f"charnn: {exc}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + int(getattr(signal, exc.signame, signal.SIGINT))
     except KeyboardInterrupt:
         print("charnn: interrupted again: stopped at once (the last saved checkpoint is intact)", file=sys.stderr)
         return EXIT_INTERRUPTED
