@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 README = ROOT / "README.md"
 
-# A dotted name in inline code: `charnn.model.backward`, `charnn.optim.Adam.step`.
-CODE_NAME = re.compile(r"`(charnn(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
-# Inside a ```python block: `from charnn.x import a, b` and attribute chains like charnn.x.y.
+# A dotted name inside inline code: `charnn.model.backward`, `charnn.optim.Adam.step()`.
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+DOTTED = re.compile(r"(?<![\w./-])(charnn(?:\.[A-Za-z_]\w*)+)")
+# Inside a ```python block: `from charnn.x import a, b` binds a and b; then a.attr is checked too.
 FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(charnn(?:\.\w+)*)[ \t]+import[ \t]+(?:\(([\w\s,]+)\)|([\w \t,]+))", re.M)
-DOTTED = re.compile(r"(?<![\w.])(charnn(?:\.[A-Za-z_]\w*)+)")
 PY_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 
 # Names the derivation must tie its equations to (the public engine API).
@@ -48,12 +48,20 @@ def resolve(name: str) -> object:
 
 
 def names_in_markdown(text: str) -> set[str]:
-    names = set(CODE_NAME.findall(text))
+    """Every charnn name a Markdown text uses: in inline code and in ```python blocks."""
+    names = set()
     for block in PY_BLOCK.findall(text):
         names.update(DOTTED.findall(block))
         for module, in_parens, on_line in FROM_IMPORT.findall(block):
-            imported = in_parens or on_line
-            names.update(f"{module}.{n.strip()}" for n in imported.split(",") if n.strip())
+            imported = [n.strip() for n in (in_parens or on_line).split(",") if n.strip()]
+            for alias in imported:
+                names.add(f"{module}.{alias}")
+                # alias.attr.attr... (e.g. model.loss_and_grads after `from charnn import model`)
+                for chain in re.findall(rf"(?<![\w.]){alias}((?:\.[A-Za-z_]\w*)+)", block):
+                    names.add(f"{module}.{alias}{chain}")
+    text = PY_BLOCK.sub("", text)
+    for span in INLINE_CODE.findall(text):
+        names.update(DOTTED.findall(span))
     return names
 
 
@@ -90,11 +98,13 @@ def test_every_code_name_in_readme_resolves():
 
 
 def test_name_extraction():
-    text = ("Implemented in `charnn.model.backward`, see `charnn.optim.Adam.step()`; not `numpy.sum`.\n"
-            "```python\nfrom charnn.data import Batches, split\nfrom charnn.optim import (\n    Adam,\n)\n"
-            "x = charnn.model.forward\n```\n")
-    assert names_in_markdown(text) == {"charnn.model.backward", "charnn.optim.Adam.step", "charnn.data",
-                                       "charnn.data.Batches", "charnn.data.split", "charnn.optim",
-                                       "charnn.optim.Adam", "charnn.model.forward"}
+    text = ("Implemented in `charnn.model.backward`, see `charnn.optim.Adam.step()`; not `numpy.sum`;\n"
+            "load with `charnn.checkpoint.load(charnn.checkpoint.resolve(run))`; not `runs/charnn.log`.\n"
+            "```python\nfrom charnn.data import Batches, split\nfrom charnn import (\n    model,\n)\n"
+            "x = charnn.optim.Adam\nloss = model.loss_and_grads(p, a, b)\n```\n")
+    assert names_in_markdown(text) == {
+        "charnn.model.backward", "charnn.optim.Adam.step", "charnn.checkpoint.load", "charnn.checkpoint.resolve",
+        "charnn.data", "charnn.data.Batches", "charnn.data.split", "charnn.model", "charnn.optim.Adam",
+        "charnn.model.loss_and_grads"}
     assert broken({"charnn.model.backward", "charnn.optim.Adam.step"}) == []
     assert broken({"charnn.model.no_such_function"}) and broken({"charnn.no_such_module.f"})
