@@ -42,7 +42,9 @@ def torch_loss_and_grads(problem, dtype: torch.dtype):
     grads = {"W": rnn.weight_hh_l0.grad, "U": rnn.weight_ih_l0.grad, "V": out.weight.grad,
              "b": rnn.bias_ih_l0.grad, "c": out.bias.grad}
     # bias_hh enters exactly like bias_ih, so its gradient must equal db as well (up to rounding).
-    assert torch.allclose(rnn.bias_hh_l0.grad, rnn.bias_ih_l0.grad, rtol=1e-10, atol=1e-15)
+    tight = dtype == torch.float64
+    assert torch.allclose(rnn.bias_hh_l0.grad, rnn.bias_ih_l0.grad, rtol=1e-10 if tight else 1e-4,
+                          atol=1e-15 if tight else 1e-7)
     as_np = lambda t: t.detach().double().numpy()  # noqa: E731
     return (float(loss.detach()), {k: as_np(g) for k, g in grads.items()}, as_np(h_n[0]), as_np(h0.grad[0]))
 
