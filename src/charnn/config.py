@@ -7,6 +7,7 @@ It is frozen: a run's configuration never changes after it starts; `replace` mak
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import math
@@ -57,6 +58,10 @@ class Config:
     lr_decay_after: float = 0.0     # step schedule: epochs before the first decay
     min_lr: float = 0.0             # cosine schedule: the rate it decays to at the last step
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
+    # --- how the corpus is read (issue 5) ---------------------------------------------------
+    encoding: str = "utf-8"         # text encoding of the corpus files
+    byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding
+    max_vocab: int = 10_000         # refuse corpora with more distinct characters (binary data?)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -153,6 +158,18 @@ def validate(cfg: Config) -> None:
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")
     _validate_cells(cfg)
+    _validate_reading(cfg)
+
+
+def _validate_reading(cfg: Config) -> None:
+    """The corpus-reading fields (issue 5)."""
+    try:
+        if not getattr(codecs.lookup(cfg.encoding), "_is_text_encoding", True):   # e.g. base64, rot13
+            raise LookupError(cfg.encoding)
+    except (LookupError, TypeError):
+        raise ConfigError(f"unknown text encoding {cfg.encoding!r} (e.g. utf-8, latin-1, utf-16)") from None
+    if not isinstance(cfg.max_vocab, int) or isinstance(cfg.max_vocab, bool) or cfg.max_vocab < 1:
+        raise ConfigError(f"max-vocab must be a whole number >= 1, got {cfg.max_vocab!r}")
 
 
 def _validate_cells(cfg: Config) -> None:
