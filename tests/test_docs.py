@@ -6,7 +6,9 @@ names the stale reference so the text is fixed along with the code.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -108,3 +110,33 @@ def test_name_extraction():
         "charnn.model.loss_and_grads"}
     assert broken({"charnn.model.backward", "charnn.optim.Adam.step"}) == []
     assert broken({"charnn.model.no_such_function"}) and broken({"charnn.no_such_module.f"})
+
+
+def _cli_reference_tool():
+    """tools/gen_cli_reference.py, imported by path (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("gen_cli_reference", ROOT / "tools" / "gen_cli_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_cli_reference_matches_the_parser():
+    tool = _cli_reference_tool()
+    block = tool.current_block(README.read_text(encoding="utf-8"))
+    assert block is not None, "README.md lost its CLI reference markers: see tools/gen_cli_reference.py"
+    expected = tool.render()
+    if block != expected:
+        pytest.fail("README.md's CLI reference no longer matches charnn.cli.build_parser() (a subcommand "
+                    "or flag was added or changed): run `python tools/gen_cli_reference.py` and commit "
+                    "README.md.\n" + tool.diff(block, expected)[:4000], pytrace=False)
+
+
+def test_cli_reference_covers_every_subcommand():
+    from charnn.cli import build_parser
+
+    tool = _cli_reference_tool()
+    progs = [prog for prog, _ in tool.help_texts()]
+    subs = {a.dest: a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)}
+    names = {f"charnn {name}" for action in subs.values() for name in action.choices}
+    assert progs[0] == "charnn" and names <= set(progs) and len(progs) == len(set(progs))
+    assert "### `charnn gradcheck`" in tool.render()
