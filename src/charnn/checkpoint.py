@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +39,8 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024      # a real header is a few kB (vocab, con
 OPTIM_SLOTS = {"adam": ("m", "v"), "sgd": ("buf",)}
 _ST_DTYPES = {"float32": "F32", "float64": "F64"}
 _ITEMSIZE = {"F32": 4, "F64": 8}
+PAUSE_ENV = "CHARNN_TEST_PAUSE_IN_SAVE"  # fault injection for the tests only: see _pause_marker
+_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")  # atomic_write_bytes's temp files
 
 
 class CheckpointError(ValueError):
@@ -111,10 +115,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open with mode 0o666 honours the umask (mkstemp would make the file private, 0o600)
+    pause = _pause_marker(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            view = memoryview(data)
+            cut = len(view) // 2 if pause is not None else len(view)
+            f.write(view[:cut])
+            if pause is not None:
+                _test_pause(f, pause)
+            f.write(view[cut:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,6 +135,45 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files that an interrupted atomic_write_bytes left in `folder` (after a kill -9 or power cut).
+
+    Only call it while no other process writes to the folder (train holds the run folder's lock).
+    """
+    removed = []
+    if folder.is_dir():
+        for q in folder.iterdir():
+            if _TEMP_NAME.match(q.name) and q.is_file():
+                try:
+                    q.unlink()
+                    removed.append(q)
+                except OSError:
+                    pass
+    return removed
+
+
+def _pause_marker(path: Path) -> Path | None:
+    """Fault-injection hook for the tests; never set it otherwise.
+
+    With CHARNN_TEST_PAUSE_IN_SAVE=MARKER, the first write that replaces an existing .safetensors
+    file stops half-way through its temp file, creates MARKER and waits there (up to 5 minutes),
+    so that a test can kill -9 or signal the process in the middle of a checkpoint write.
+    """
+    marker = os.environ.get(PAUSE_ENV)
+    if not marker or path.suffix != ".safetensors" or not path.exists() or Path(marker).exists():
+        return None
+    return Path(marker)
+
+
+def _test_pause(f: Any, marker: Path) -> None:
+    f.flush()
+    os.fsync(f.fileno())             # the half-written temp file is really on disk
+    marker.write_text(str(os.getpid()))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -165,7 +214,7 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int, int]:
         raise CheckpointError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from None
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):   # RecursionError: absurdly nested JSON
         raise CheckpointError(f"{p} is not a safetensors checkpoint (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{p} is not a safetensors checkpoint (its header is not a JSON object)")
@@ -188,7 +237,7 @@ def _decode_metadata(p: Path, header: Mapping[str, Any]) -> dict[str, Any]:
             raise CheckpointError(f"{p}: metadata value {k!r} is not a string")
         try:
             meta[k] = json.loads(v)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise CheckpointError(f"{p}: metadata value {k!r} is not valid JSON") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a charnn checkpoint (format {meta.get('format')!r})")
@@ -260,8 +309,11 @@ def load(path: str | Path) -> Checkpoint:
     meta = _decode_metadata(p, header)
     try:
         cfg = Config.from_dict(meta["config"], strict=True)
-    except (ConfigError, TypeError, AttributeError) as exc:
+    except (ConfigError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{p}: the configuration it holds is invalid: {exc}") from None
+    cps = meta["vocab"].get("codepoints") if isinstance(meta["vocab"], dict) else None
+    if isinstance(cps, list) and len(cps) > cfg.max_vocab:
+        raise CheckpointError(f"{p}: its vocabulary of {len(cps)} exceeds its own max_vocab {cfg.max_vocab}")
     try:
         vocab = Vocab.from_dict(meta["vocab"])
     except VocabError as exc:
@@ -272,6 +324,7 @@ def load(path: str | Path) -> Checkpoint:
     if not isinstance(hyper, dict) or hyper.get("kind") != cfg.optimizer:
         raise CheckpointError(f"{p}: optimizer record {hyper!r} does not match the config ({cfg.optimizer})")
     optim_t = _whole(p, "optimizer step", hyper.get("t", 0))
+    extras = _check_extras(p, meta, len(vocab))
     _check_arrays(p, header, n, size, cfg, len(vocab), optim_t)
     try:
         arrays = st_load(p.read_bytes())
@@ -281,21 +334,38 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{p} is damaged: {exc}") from None
     params = {k: arrays[f"param.{k}"] for k in PARAM_NAMES}
     optim_state = {k[len("optim."):]: a for k, a in arrays.items() if k.startswith("optim.")}
-    best = meta.get("best_val_loss")
-    unigram = meta.get("unigram")
-    if unigram is not None and (not isinstance(unigram, list) or len(unigram) != len(vocab)):
-        raise CheckpointError(f"{p}: unigram counts do not match the vocabulary")
     return Checkpoint(
         config=cfg, vocab=vocab, params=params, optim_state=optim_state, optim_hyper=hyper,
         h=arrays.get("state.h"),
         step=_whole(p, "step", meta["step"]), epoch=_whole(p, "epoch", meta["epoch"]),
         batch_index=_whole(p, "batch_index", meta["batch_index"]),
         chars_seen=_whole(p, "chars_seen", meta.get("chars_seen", 0)),
-        wall_s=float(meta.get("wall_s", 0.0) or 0.0),
-        best_val_loss=None if best is None else float(best),
-        rng_state=meta.get("rng"), corpus=meta.get("corpus") or {}, unigram=unigram,
-        format_version=meta["format_version"],
+        format_version=meta["format_version"], **extras,
     )
+
+
+def _check_extras(p: Path, meta: Mapping[str, Any], vocab_size: int) -> dict[str, Any]:
+    """The optional metadata, each checked for its type: a crafted value is a CheckpointError, not a crash later."""
+    def number(name: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise CheckpointError(f"{p}: metadata {name} must be a number, got {v!r:.80}")
+        return float(v)
+
+    best, rng, corpus, unigram = (meta.get(k) for k in ("best_val_loss", "rng", "corpus", "unigram"))
+    if rng is not None:
+        try:   # the trainer's sampling generator is a PCG64: the state must be one it accepts
+            np.random.PCG64().state = rng
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise CheckpointError(f"{p}: the random-generator state it holds is invalid") from None
+    if corpus is not None and not isinstance(corpus, dict):
+        raise CheckpointError(f"{p}: metadata corpus must be an object, got {corpus!r:.80}")
+    if unigram is not None and (not isinstance(unigram, list) or len(unigram) != vocab_size or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in unigram)):
+        raise CheckpointError(f"{p}: unigram counts do not match the vocabulary")
+    wall = meta.get("wall_s", 0.0)
+    return {"wall_s": 0.0 if wall is None else number("wall_s", wall),
+            "best_val_loss": None if best is None else number("best_val_loss", best),
+            "rng_state": rng, "corpus": corpus or {}, "unigram": unigram}
 
 
 def _whole(p: Path, name: str, v: Any) -> int:

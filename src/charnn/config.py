@@ -166,8 +166,8 @@ def _validate_reading(cfg: Config) -> None:
     try:
         if not getattr(codecs.lookup(cfg.encoding), "_is_text_encoding", True):   # e.g. base64, rot13
             raise LookupError(cfg.encoding)
-    except (LookupError, TypeError):
-        raise ConfigError(f"unknown text encoding {cfg.encoding!r} (e.g. utf-8, latin-1, utf-16)") from None
+    except (LookupError, TypeError, ValueError):
+        raise ConfigError(f"unknown text encoding {cfg.encoding!r:.60} (e.g. utf-8, latin-1, utf-16)") from None
     if not isinstance(cfg.max_vocab, int) or isinstance(cfg.max_vocab, bool) or cfg.max_vocab < 1:
         raise ConfigError(f"max-vocab must be a whole number >= 1, got {cfg.max_vocab!r}")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, checksum, default_corpus_path, encode_corpus, load_text, split
+from .data import DataError, checksum, default_corpus_path, encode_corpus, read_corpus, split
 from .vocab import Vocab
 
 IN_MEMORY = "<memory>"
@@ -36,11 +36,23 @@ class Corpus:
         return cls(vocab=vocab, ids=ids, path=path, sha256=checksum(text))
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, vocab: Vocab | None = None) -> "Corpus":
-        """Read a file or a folder of .txt files ("" or None: the embedded Tiny Shakespeare)."""
-        text = load_text(path or None)
+    def load(cls, path: str | Path | None = None, *, vocab: Vocab | None = None, encoding: str = "utf-8",
+             byte_level: bool = False) -> "Corpus":
+        """Read a file or a folder of .txt files ("" or None: the embedded Tiny Shakespeare).
+
+        `encoding` decodes the files; `byte_level` makes every byte one symbol instead (vocabulary <= 256).
+        """
+        text = read_corpus(path or None, encoding=encoding, byte_level=byte_level)
         shown = str(Path(path).resolve()) if path else ""
         return cls.from_text(text, path=shown, vocab=vocab)
+
+    def check_vocab_size(self, max_vocab: int) -> None:
+        """Refuse a vocabulary larger than `max_vocab`: such a corpus is rarely text (each symbol costs 2·H weights)."""
+        V = len(self.vocab)
+        if V > max_vocab:
+            raise DataError(f"corpus {self.display_path} has {V:,} distinct characters, more than the limit of "
+                            f"{max_vocab:,}: pass --max-vocab {V} to train on it anyway, or --bytes for a "
+                            f"byte-level model (vocabulary <= 256)")
 
     @property
     def chars(self) -> int:

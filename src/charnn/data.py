@@ -54,32 +54,37 @@ def _decode(raw: bytes, name: Path, encoding: str) -> str:
         raise DataError(f"unknown text encoding {encoding!r}") from None
 
 
+def _read(f: Path) -> bytes:
+    try:
+        return f.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {f}: {exc.strerror or exc}") from None
+
+
 def load_text(path: str | Path | None = None, *, encoding: str = "utf-8") -> str:
     """Read a corpus: one file, or a folder's .txt files in sorted name order joined with a newline.
 
     `path=None` (or "") loads the embedded Tiny Shakespeare corpus.
     """
     files = [default_corpus_path()] if not path else corpus_files(path)
-    parts = []
-    for f in files:
-        try:
-            raw = f.read_bytes()
-        except OSError as exc:
-            raise DataError(f"cannot read {f}: {exc.strerror or exc}") from None
-        parts.append(_decode(raw, f, encoding))
-    text = "\n".join(parts)
+    text = "\n".join(_decode(_read(f), f, encoding) for f in files)
     if not text:
         raise DataError(f"corpus {path or default_corpus_path()} is empty")
     return text
 
 
-def load_bytes_as_text(path: str | Path) -> str:
+def load_bytes_as_text(path: str | Path | None) -> str:
     """Byte-level mode: every byte becomes one symbol (latin-1 maps bytes 0..255 to U+0000..U+00FF)."""
     files = [default_corpus_path()] if not path else corpus_files(path)
-    raw = b"\n".join(f.read_bytes() for f in files)
+    raw = b"\n".join(_read(f) for f in files)
     if not raw:
-        raise DataError(f"corpus {path} is empty")
+        raise DataError(f"corpus {path or default_corpus_path()} is empty")
     return raw.decode("latin-1")
+
+
+def read_corpus(path: str | Path | None = None, *, encoding: str = "utf-8", byte_level: bool = False) -> str:
+    """The corpus as a string of symbols: decoded text, or (byte_level) one symbol per byte."""
+    return load_bytes_as_text(path) if byte_level else load_text(path, encoding=encoding)
 
 
 def checksum(text: str) -> str:

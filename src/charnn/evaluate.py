@@ -18,7 +18,7 @@ import numpy as np
 from . import model
 from .checkpoint import Checkpoint, CheckpointError
 from .corpus import IN_MEMORY, Corpus, unigram_counts, unigram_nats
-from .data import DataError, load_text
+from .data import DataError, read_corpus
 
 
 @dataclass
@@ -62,7 +62,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None) -> Eva
     """Score a checkpoint on its run's validation split, or on the text at `data` (whole file)."""
     vocab, cfg = ckpt.vocab, ckpt.config
     if data is not None:
-        text = load_text(data)
+        text = read_corpus(data, encoding=cfg.encoding, byte_level=cfg.byte_level)
         ids = vocab.encode(text)   # VocabError names characters the model never saw
         what = f"{Path(data)} (whole text)"
         unigram = np.asarray(ckpt.unigram) if ckpt.unigram is not None else unigram_counts(ids, len(vocab))
@@ -70,7 +70,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None) -> Eva
     if ckpt.corpus.get("path") == IN_MEMORY:
         raise CheckpointError("this model was trained on text given in memory, not a file: "
                               "pass --data PATH to evaluate it on a text")
-    corpus = Corpus.load(cfg.data or None)
+    corpus = Corpus.load(cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
     want = ckpt.corpus.get("sha256")
     if want and corpus.sha256 != want:
         raise CheckpointError(f"the corpus {corpus.display_path} changed since this model was trained "
