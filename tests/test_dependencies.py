@@ -21,6 +21,7 @@ LAYER = {
     "gradcheck": 3,
     "reference": 3,
     "checkpoint": 3,
+    "runlock": 3,    # one training session per run folder (flock)
     "corpus": 3,
     "metrics": 3,
     "textstats": 3,

@@ -73,12 +73,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .data import DataError
+    from .runlock import RunInUseError
     from .sample import SampleError
     from .train import ResumeError, RunDirError
     from .vocab import VocabError
 
     return (CLIError, ConfigError, DataError, VocabError, CheckpointError, SampleError,
-            RunDirError, ResumeError, BackendError)
+            RunDirError, ResumeError, BackendError, RunInUseError)
 
 
 def _finite_float(s: str) -> float:
@@ -121,6 +122,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
     ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
     ("--device", "device", str, "cpu or cuda [cpu]"),
+    ("--encoding", "encoding", str, "text encoding of the corpus files, e.g. latin-1 [utf-8]"),
+    ("--max-vocab", "max_vocab", _whole, "refuse a corpus with more distinct characters than this [10000]"),
 ]
 
 
@@ -146,6 +149,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = {field: getattr(args, field) for _, field, _, _ in _TRAIN_FLAGS if getattr(args, field) is not None}
     if args.reset_state:
         out["carry_state"] = False
+    if args.bytes:
+        out["byte_level"] = True
     return out
 
 
@@ -179,6 +184,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except train.TrainingDiverged as exc:
         print(f"charnn: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
+    except BrokenPipeError:
+        raise
+    except OSError as exc:   # e.g. disk full while appending metrics.jsonl or samples.txt
+        print(f"charnn: error: cannot write {exc.filename or 'to the run folder'}: {exc.strerror or exc} "
+              f"(the last checkpoint is intact; fix it, then resume with --resume)", file=sys.stderr)
+        return EXIT_USAGE
     if result.run_dir is not None and result.stop_reason != "already_finished":
         print(f"sample from it: charnn sample {result.run_dir} --prompt {json.dumps(result.config.prompt)} --length 300")
     return 0
@@ -201,6 +212,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
     p.add_argument("--reset-state", action="store_true",
                    help="start every chunk from h = 0 instead of carrying h across chunks")
+    p.add_argument("--bytes", action="store_true",
+                   help="byte-level model: every byte of the corpus is one symbol (vocabulary <= 256; "
+                        "for files that are not valid text in any one encoding)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -217,6 +231,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     ckpt = _load_checkpoint(args.checkpoint)
     cfg = ckpt.config
     prompt = cfg.prompt if args.prompt is None else args.prompt
+    if cfg.byte_level:   # a byte-level model's symbols are bytes: the prompt stands for its UTF-8 bytes
+        prompt = prompt.encode("utf-8", "surrogateescape").decode("latin-1")
     temperature = cfg.temperature if args.temperature is None else args.temperature
     seed = cfg.seed if args.seed is None else args.seed
     if args.top_k is not None and args.top_k < 1:
@@ -235,8 +251,21 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     for i, text in enumerate(texts):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}/{args.num_samples} ---")
-        print(prompt + text)
+        _print_symbols(prompt + text, cfg.byte_level)
     return 0
+
+
+def _print_symbols(text: str, byte_level: bool) -> None:
+    """Print generated text; a byte-level model's symbols go out as the raw bytes they stand for."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if not byte_level:
+        print(text)
+    elif buffer is None:   # stdout is a text stream (tests, notebooks): show the bytes decoded where they can be
+        print(text.encode("latin-1").decode("utf-8", "replace"))
+    else:
+        sys.stdout.flush()
+        buffer.write(text.encode("latin-1") + b"\n")
+        buffer.flush()
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__, checkpoint, model
+from . import __version__, checkpoint, model, runlock
 from .backend import get_xp, to_numpy
 from .checkpoint import Checkpoint
 from .config import Config, ConfigError
@@ -48,7 +48,7 @@ RUN_FILES = ("config.json", "metrics.jsonl", "samples.txt", "checkpoints")
 LAST, BEST = "last.safetensors", "best.safetensors"
 # Fields that may take a new value when a run is resumed; the others define the run.
 RESUMABLE = frozenset({"epochs", "max_steps", "eval_every", "log_every", "temperature", "prompt",
-                       "sample_length", "device", "data"})
+                       "sample_length", "device", "data", "max_vocab"})
 
 Callback = Callable[[str, dict], None]
 
@@ -171,6 +171,7 @@ class Trainer:
         self._bar: Any = None
         self._t0: float | None = None
         _check_supported(cfg)
+        corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
         train_ids, val_ids = corpus.split(cfg.train_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
@@ -245,7 +246,12 @@ class Trainer:
             if not bool(self.xp.isfinite(p).all()):
                 raise TrainingDiverged(self.step, float("nan"), f"parameter {k}", self._last_path(), self.last_saved_step)
         path = self.run_dir / "checkpoints" / name
-        checkpoint.save(path, self.to_checkpoint())
+        try:
+            checkpoint.save(path, self.to_checkpoint())
+        except OSError as exc:   # disk full, folder gone or read-only: the write was atomic, the old file stands
+            kept = "; the previous checkpoint is intact" if path.exists() else ""
+            raise RunDirError(f"cannot write checkpoint {path}: {exc.strerror or exc}{kept} "
+                              f"(free space or fix the folder, then: charnn train --resume {self.run_dir})") from None
         if name == LAST:
             self.last_saved_step = self.step
         return path
@@ -323,7 +329,7 @@ class Trainer:
         stop_reason = "completed"
         win_loss, win_n, win_chars, win_time = 0.0, 0, 0, 0.0
         # Overflow warnings are silenced: a non-finite loss is detected and reported by step instead.
-        with np.errstate(over="ignore", invalid="ignore"), self._signal_guard(), tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
+        with np.errstate(over="ignore", invalid="ignore"), self._run_lock(), self._signal_guard(), tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True,
                                         disable=not self.progress, file=sys.stderr, leave=True) as bar:
             self._bar = bar
             try:
@@ -418,6 +424,16 @@ class Trainer:
                            samples=self.samples, stop_reason=reason, wall_s=self.wall_s)
 
     @contextmanager
+    def _run_lock(self) -> Iterator[None]:
+        """Hold the run folder's lock while this session writes it, and clear temp files a killed session left."""
+        if self.run_dir is None:
+            yield
+            return
+        with runlock.hold(self.run_dir):
+            checkpoint.remove_stale_temps(self.run_dir / "checkpoints")
+            yield
+
+    @contextmanager
     def _signal_guard(self) -> Iterator[None]:
         """SIGINT/SIGTERM: finish the step in progress, save `last`, stop. A second one quits at once."""
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
@@ -475,8 +491,10 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     """
     if out is not None:
         check_run_dir(out, overwrite=overwrite)   # fail before the (slow) corpus load
+        runlock.ensure_free(out)                  # --overwrite of a folder still training is refused
     if corpus is None:
-        corpus = Corpus.from_text(text) if text is not None else Corpus.load(cfg.data or None)
+        corpus = Corpus.from_text(text) if text is not None else Corpus.load(
+            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
     trainer = Trainer(cfg, corpus, callbacks=callbacks, progress=progress, log=log,
                       handle_signals=handle_signals)      # validates data and config: nothing written yet
     run_dir = trainer.run_dir = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
@@ -501,6 +519,7 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
         raise ResumeError(f"run folder not found: {run_dir}")
     if not path.is_file():
         raise ResumeError(f"{run_dir} has no checkpoint to resume from (expected {path})")
+    runlock.ensure_free(run_dir)                  # a second session on a folder still training is refused
     start = checkpoint.load(path)
     cfg = start.config
     updates = {}
@@ -513,7 +532,8 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
         updates[k] = v
     cfg = cfg.replace(**updates)
     if corpus is None:
-        corpus = Corpus.from_text(text) if text is not None else Corpus.load(cfg.data or None)
+        corpus = Corpus.from_text(text) if text is not None else Corpus.load(
+            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
     want = start.corpus.get("sha256")
     if want and corpus.sha256 != want:
         raise ResumeError(f"the corpus {corpus.display_path} is not the one this run was trained on "
