@@ -14,6 +14,7 @@ LAYER = {
     "vocab": 1,
     "cells": 1,      # LSTM/GRU/RNN cell forward/backward pairs (issue 9)
     "schedule": 1,   # learning-rate schedules
+    "kernels": 1,    # optional compiled (numba) kernels for the fast path; below model
     "stack": 1.5,    # multi-layer model over any cell; below model, which dispatches to it
     "data": 2,
     "model": 2,
@@ -33,7 +34,7 @@ LAYER = {
     "cli": 7,
 }
 ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule"}
+          "cells", "stack", "schedule", "kernels"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

@@ -7,27 +7,41 @@ Model (column-vector form, as in the seed document; x_t is the one-hot vector of
     ŷ_t = softmax(o_t)
     L   = (1 / (B T)) Σ_{b,t} -log ŷ_t[y_t]   mean cross-entropy, nats per predicted character
 
-The code works on a batch of B sequences in row-vector form, time-major: a hidden state is a
-row h_t of shape (B, H), so W h_{t-1} becomes ``h_{t-1} @ W.T`` and U x_t becomes a row gather
-``U.T[x_t]`` (a column lookup of U: no one-hot matrix is ever built).
-
 Backward pass (the seed's formulas, with the transposes written out correctly):
 
     dL/do_t = (ŷ_t − 1[y_t]) / (B T)                                softmax + cross-entropy
-    dL/dh_t = Vᵀ dL/do_t + Wᵀ ((1 − h_{t+1}²) ⊙ dL/dh_{t+1})        the second term is dh_next
+    dL/dh_t = Vᵀ dL/do_t + Wᵀ dz_{t+1}                              dz_{T+1} = 0
     dz_t    = (1 − h_t²) ⊙ dL/dh_t                                   through tanh
     dc = Σ_t dL/do_t     dV = Σ_t dL/do_t h_tᵀ
     db = Σ_t dz_t        dW = Σ_t dz_t h_{t-1}ᵀ     dU = Σ_t dz_t x_tᵀ   dL/dh_0 = Wᵀ dz_1
+
+How it is computed fast (batch of B sequences, row-vector form, time-major). Two stacked
+"augmented" matrices turn every affine map into one matrix product:
+
+    forward:   a_t = [h_{t-1} | x_tᵀ | 1]  (1 × (H+V+1))      A = [Wᵀ; Uᵀ; bᵀ]  ((H+V+1) × H)
+               h_t = tanh(a_t A)            the input projection U x_t + b rides in the same GEMM
+    backward:  g_t = [dL/do_{t-1} | dz_t]  (1 × (V+H))        R = [V; W]       ((V+H) × H)
+               dL/dh_t = g_{t+1} R          Vᵀ do_t + Wᵀ dz_{t+1} in one GEMM
+    gradients: Σ_t g_tᵀ a_t = [[dV, ·, dc], [dW, dU, db]]       all five in one GEMM over B(T+1) rows
+
+(the a_t and g_t rows are indexed so that row k pairs dz_k and do_{k-1} with h_{k-1}; the block
+marked · is unused). The rows live in two workspaces, hx (T+1, B, H+V+1) and g (T+1, B, V+H),
+allocated once per (shapes, dtype) and reused across calls; the only Python loops run over T and
+do one GEMM plus one (forward) or three (backward) in-place element-wise ops per step. The mean's
+1/(B T) is applied once to the small gradient matrix instead of to every dL/do.
 """
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping, MutableMapping
 
 import numpy as np
 
 from . import stack
-from .backend import scatter_add_rows, xp_of
+from .backend import fused_loss_and_grads, xp_of
 
 PARAM_NAMES = ("W", "U", "V", "b", "c")
 Params = MutableMapping[str, Any]
@@ -76,6 +90,161 @@ def dims(params: Mapping[str, Any]) -> tuple[int, int]:
     return params["V"].shape[0], params["W"].shape[0]
 
 
+# -- workspaces ------------------------------------------------------------------------------
+
+class _Workspace:
+    """Preallocated buffers for one (B, T, H, V, dtype): the augmented rows hx and g, and scratch.
+
+    hx[k] = [h_k | onehot(x_k) | 1] for k = 0..T (hs = hx[..., :H]; the one-hot block of row T
+    stays zero), g[k] = [do_{k-1} | dz_k] with do_{-1} = 0 and dz_T = 0 (those blocks are never
+    written, so they stay zero). Both are zeroed once at allocation.
+    """
+
+    def __init__(self, xp: Any, B: int, T: int, H: int, Vs: int, dtype: Any):
+        self.xp, self.B, self.T, self.H, self.Vs = xp, B, T, H, Vs
+        self.C = C = H + Vs + 1
+        N = T * B
+        self.hx = xp.zeros((T + 1, B, C), dtype=dtype)
+        self.hx[:, :, C - 1] = 1
+        self.g = xp.zeros((T + 1, B, Vs + H), dtype=dtype)
+        self.A = xp.empty((C, H), dtype=dtype)             # [Wᵀ; Uᵀ; bᵀ]
+        self.R = xp.empty((Vs + H, H), dtype=dtype)        # [V; W]
+        self.M = xp.empty((Vs + H, C), dtype=dtype)        # Σ g_kᵀ hx_k: every gradient
+        self.logits = xp.empty((N, Vs), dtype=dtype)       # contiguous: the softmax runs here
+        self.rowmax = xp.empty((N, 1), dtype=dtype)
+        self.tmp = xp.empty((B, H), dtype=dtype)
+        self.rows = xp.arange(N)
+        self.onehot_base = self.rows * C + H               # flat index of x = 0 in row k*B + b
+        self.onehot_at: Any = None                         # flat indices of the ones now set
+        self.y: Any = None
+        self.probs_are_do = False                          # g's do block holds ŷ − 1[y], not ŷ
+
+    @property
+    def hs(self) -> Any:
+        return self.hx[:, :, : self.H]
+
+    def do(self) -> Any:
+        """The (N, V) block of g holding ŷ (after forward) or ŷ − 1[y] (after backward)."""
+        return self.g.reshape(-1, self.Vs + self.H)[self.B:, : self.Vs]
+
+
+_WS_MAX = 6
+_workspaces: "OrderedDict[tuple, _Workspace]" = OrderedDict()
+_ws_lock = threading.Lock()
+
+
+def _workspace(xp: Any, B: int, T: int, H: int, Vs: int, dtype: Any) -> _Workspace:
+    """The cached workspace for these shapes in this thread (a small LRU: a few shapes are live
+    at once, e.g. full training batches, a shorter last batch and the evaluation chunks)."""
+    key = (threading.get_ident(), xp.__name__, B, T, H, Vs, np.dtype(dtype).str)
+    with _ws_lock:
+        ws = _workspaces.get(key)
+        if ws is not None:
+            _workspaces.move_to_end(key)
+            return ws
+    ws = _Workspace(xp, B, T, H, Vs, dtype)
+    with _ws_lock:
+        _workspaces[key] = ws
+        while len(_workspaces) > _WS_MAX:
+            _workspaces.popitem(last=False)
+    return ws
+
+
+def _check_ids(xp: Any, ids: Any, Vs: int, what: str) -> None:
+    # Out-of-range ids would silently land in the wrong column of the augmented rows.
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= Vs):
+        raise IndexError(f"{what} ids must lie in [0, {Vs}), got [{int(ids.min())}, {int(ids.max())}]")
+
+
+def _forward_ws(ws: _Workspace, params: Mapping[str, Any], x: Any, y: Any, h0: Any, *, keep_probs: bool) -> float:
+    """Run the forward pass into ws; returns the summed cross-entropy (nats) over the T·B targets.
+
+    x: (T, B) input ids, time-major; y: (T·B,) target ids, time-major. keep_probs=False skips
+    writing ŷ into g (evaluation only needs the loss).
+    """
+    W, U, V, b, c = (params[k] for k in PARAM_NAMES)
+    xp, B, T, H, Vs, C = ws.xp, ws.B, ws.T, ws.H, ws.Vs, ws.C
+    A, hx = ws.A, ws.hx
+    A[:H] = W.T
+    A[H:H + Vs] = U.T
+    A[H + Vs] = b
+    flat = hx.reshape(-1)
+    if ws.onehot_at is not None:
+        flat[ws.onehot_at] = 0                           # clear last call's ones
+    ws.onehot_at = ws.onehot_base + x.reshape(-1)
+    flat[ws.onehot_at] = 1
+    hs = ws.hs
+    if h0 is None:
+        hs[0] = 0
+    else:
+        hs[0] = h0
+    for k in range(T):                                   # the recurrence: one GEMM + tanh per step
+        h = hs[k + 1]
+        xp.matmul(hx[k], A, out=h)                       # W h_{k-1} + U x_k + b
+        xp.tanh(h, out=h)
+    # o_t = V h_t + c for all steps in one GEMM, then a stable log-softmax: subtract the row max
+    # so exp never overflows; log ŷ[y] = (o[y] − max) − log Σ exp(o − max) stays finite.
+    logits = ws.logits
+    xp.matmul(hx.reshape(-1, C)[B:, :H], V.T, out=logits)
+    logits += c
+    xp.max(logits, axis=1, keepdims=True, out=ws.rowmax)
+    logits -= ws.rowmax
+    picked = logits[ws.rows, y]
+    xp.exp(logits, out=logits)
+    sums = logits.sum(axis=1)
+    nats = float(xp.log(sums).sum(dtype=np.float64) - picked.sum(dtype=np.float64))
+    if keep_probs:
+        xp.reciprocal(sums, out=sums)
+        xp.multiply(logits, sums[:, None], out=ws.do())  # ŷ, written straight into g
+        ws.y = y
+        ws.probs_are_do = False
+    return nats
+
+
+def _backward_ws(ws: _Workspace, params: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Backward pass through time from a forward-filled ws: (grads, dL/dh0)."""
+    W, V = params["W"], params["V"]
+    xp, B, T, H, Vs, C = ws.xp, ws.B, ws.T, ws.H, ws.Vs, ws.C
+    N = T * B
+    g, R, tmp = ws.g, ws.R, ws.tmp
+    if not ws.probs_are_do:                              # do = ŷ − 1[y] (the 1/N comes at the end)
+        ws.do()[ws.rows, ws.y] -= 1
+        ws.probs_are_do = True
+    R[:Vs] = V
+    R[Vs:] = W
+    hs = ws.hs
+    for k in range(T - 1, -1, -1):
+        dz = g[k, :, Vs:]
+        xp.matmul(g[k + 1], R, out=dz)                   # dL/dh_k = Vᵀ do_k + Wᵀ dz_{k+1}
+        h = hs[k + 1]
+        xp.multiply(h, h, out=tmp)                       # dz_k = dL/dh_k − h² ⊙ dL/dh_k
+        tmp *= dz
+        dz -= tmp
+    dh0 = g[0] @ R                                       # do block of g[0] is 0: Wᵀ dz_0
+    dh0 *= 1.0 / N
+    M = ws.M
+    xp.matmul(g.reshape(-1, Vs + H).T, ws.hx.reshape(-1, C), out=M)
+    M *= 1.0 / N
+    grads = {"W": M[Vs:, :H].copy(), "U": M[Vs:, H:H + Vs].copy(), "V": M[:Vs, :H].copy(),
+             "b": M[Vs:, C - 1].copy(), "c": M[:Vs, C - 1].copy()}
+    return grads, dh0
+
+
+def _prepare(params: Mapping[str, Any], inputs: Any, targets: Any) -> tuple[Any, Any, Any, int, int, int, int]:
+    W = params["W"]
+    xp = xp_of(W)
+    inputs, targets = xp.asarray(inputs), xp.asarray(targets)
+    if inputs.ndim != 2 or inputs.shape != targets.shape:
+        raise ValueError(f"inputs and targets must both be (B, T), got {inputs.shape} and {targets.shape}")
+    B, T = inputs.shape
+    Vs, H = params["V"].shape[0], W.shape[0]
+    _check_ids(xp, inputs, Vs, "input")
+    _check_ids(xp, targets, Vs, "target")
+    x = xp.ascontiguousarray(inputs.T).astype(np.intp, copy=False)   # (T, B) time-major
+    y = xp.ascontiguousarray(targets.T).reshape(-1).astype(np.intp, copy=False)
+    return xp, x, y, B, T, H, Vs
+
+
 @dataclass
 class Cache:
     """What the backward pass needs from the forward pass."""
@@ -83,98 +252,77 @@ class Cache:
     x: Any        # (T, B) input ids, time-major
     y: Any        # (T*B,) target ids, time-major, flattened
     hs: Any       # (T+1, B, H): hs[0] = h0, hs[t] = h_t
-    probs: Any    # (T*B, V) softmax outputs ŷ
+    probs: Any    # (T*B, V) softmax outputs ŷ (backward turns them into ŷ − 1[y] in place)
+    ws: Any = None  # the workspace these arrays are views of (None: built from the fields above)
 
 
 def forward(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None) -> tuple[float, Cache]:
-    """Forward pass over a (B, T) batch: mean cross-entropy loss (nats/char) and the cache."""
+    """Forward pass over a (B, T) batch: mean cross-entropy loss (nats/char) and the cache.
+
+    The cache owns fresh buffers (not the shared workspaces), so it stays valid across calls.
+    """
     if "W" not in params:
         return stack.forward(params, inputs, targets, h0)
-    W, U, V, b, c = (params[k] for k in PARAM_NAMES)
+    xp, x, y, B, T, H, Vs = _prepare(params, inputs, targets)
+    ws = _Workspace(xp, B, T, H, Vs, params["W"].dtype)
+    nats = _forward_ws(ws, params, x, y, h0, keep_probs=True)
+    return nats / (T * B), Cache(x=x, y=y, hs=ws.hs, probs=ws.do(), ws=ws)
+
+
+def _ws_from_cache(params: Mapping[str, Any], cache: Cache) -> _Workspace:
+    """A workspace rebuilt from a Cache whose arrays came from elsewhere."""
+    W = params["W"]
     xp = xp_of(W)
-    inputs, targets = xp.asarray(inputs), xp.asarray(targets)
-    B, T = inputs.shape
-    H = W.shape[0]
-    x = inputs.T                                   # (T, B) time-major
-    hs = xp.empty((T + 1, B, H), dtype=W.dtype)
-    hs[0] = 0 if h0 is None else h0
-    # Input projection of all T steps at once: U x_t is column x_t of U, i.e. row x_t of Uᵀ.
-    z = xp.ascontiguousarray(U.T)[x]               # (T, B, H)
-    z += b
-    WT = W.T
-    for t in range(T):                             # the only Python loop: the recurrence
-        zt = z[t]
-        zt += hs[t] @ WT                           # W h_{t-1} + U x_t + b
-        xp.tanh(zt, out=hs[t + 1])
-    logits = hs[1:].reshape(T * B, H) @ V.T        # o_t = V h_t + c, all steps in one GEMM
-    logits += c
-    # Stable softmax / log-softmax: subtract the row max so exp never overflows, and take
-    # log ŷ[y] = (o[y] − max) − log Σ exp(o − max), which is finite even when ŷ[y] underflows.
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = xp.exp(logits)
-    sums = probs.sum(axis=1)
-    probs /= sums[:, None]
-    y = xp.ascontiguousarray(targets.T).reshape(-1)
-    rows = xp.arange(T * B)
-    loss = float(xp.mean(xp.log(sums) - logits[rows, y]))
-    return loss, Cache(x=x, y=y, hs=hs, probs=probs)
+    x = xp.asarray(cache.x)
+    T, B = x.shape
+    H, Vs = W.shape[0], params["V"].shape[0]
+    ws = _Workspace(xp, B, T, H, Vs, W.dtype)
+    ws.hs[...] = cache.hs
+    ws.onehot_at = ws.onehot_base + x.reshape(-1).astype(np.intp)
+    ws.hx.reshape(-1)[ws.onehot_at] = 1
+    ws.do()[...] = cache.probs
+    ws.y = xp.asarray(cache.y).astype(np.intp)
+    return ws
 
 
 def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], Any]:
     """Backward pass through time by the seed's formulas: (grads, dL/dh0)."""
     if "W" not in params:
         return stack.backward(params, cache)
-    W, U, V = params["W"], params["U"], params["V"]
-    xp = xp_of(W)
-    hs, probs, x, y = cache.hs, cache.probs, cache.x, cache.y
-    T, B = x.shape
-    H = W.shape[0]
-    N = T * B
-    # dL/do_t = ŷ_t − 1[y_t], divided by N because the loss is a mean. Reuses the probs buffer.
-    do = probs
-    do[xp.arange(N), y] -= 1
-    do /= N
-    hs_out = hs[1:].reshape(N, H)
-    grads: dict[str, Any] = {"c": do.sum(axis=0), "V": do.T @ hs_out}
-    # Vᵀ dL/do_t for all t at once; the loop below adds the recurrent term dh_next.
-    dz = (do @ V).reshape(T, B, H)
-    dtanh = 1 - hs[1:] * hs[1:]                    # tanh'(z_t) = 1 − h_t²
-    dh_next = xp.zeros((B, H), dtype=W.dtype)
-    for t in range(T - 1, -1, -1):
-        dzt = dz[t]
-        dzt += dh_next                             # dL/dh_t
-        dzt *= dtanh[t]                            # dz_t = (1 − h_t²) ⊙ dL/dh_t
-        dh_next = dzt @ W                          # Wᵀ dz_t, as a row: dL/dh_{t-1} from step t
-    dz2 = dz.reshape(N, H)
-    grads["W"] = dz2.T @ hs[:-1].reshape(N, H)     # Σ_t dz_t h_{t-1}ᵀ as one GEMM
-    grads["b"] = dz2.sum(axis=0)
-    dUT = xp.zeros((U.shape[1], H), dtype=W.dtype)  # Σ_t dz_t x_tᵀ: scatter rows by input id
-    scatter_add_rows(xp, dUT, x.reshape(-1), dz2)
-    grads["U"] = dUT.T.copy()
-    return {k: grads[k] for k in PARAM_NAMES}, dh_next
+    ws = cache.ws if isinstance(cache.ws, _Workspace) else _ws_from_cache(params, cache)
+    return _backward_ws(ws, params)
 
 
 def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, Any], Any]:
     """Mean cross-entropy (nats/char), gradients of every parameter, and the last hidden state.
 
     inputs, targets: integer arrays of shape (B, T). h0: (B, H) or None for zeros.
-    Returns (loss, grads, h_last) with grads keyed like params and h_last of shape (B, H).
+    Returns (loss, grads, h_last) with grads keyed like params and h_last of shape (B, H); the
+    returned arrays are fresh (the reused workspace never leaks out).
     Stacked LSTM/GRU/RNN parameters go to `charnn.stack`: their state is (L, S, B, H), (h, c) per
     layer for an LSTM (S = 2) and h per layer for RNN/GRU (S = 1); h0=None means zeros.
     """
     if "W" not in params:
         return stack.loss_and_grads(params, inputs, targets, h0)
-    loss, cache = forward(params, inputs, targets, h0)
-    grads, _ = backward(params, cache)
-    return loss, grads, cache.hs[-1].copy()
+    fused = fused_loss_and_grads(params, inputs, targets, h0)   # CuPy float32: the fused CUDA kernels
+    if fused is not None:
+        return fused
+    loss, grads, ws = _loss_and_grads_ws(params, inputs, targets, h0)
+    return loss, grads[0], ws.hs[-1].copy()
+
+
+def _loss_and_grads_ws(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any) -> tuple[float, tuple[dict[str, Any], Any], _Workspace]:
+    xp, x, y, B, T, H, Vs = _prepare(params, inputs, targets)
+    ws = _workspace(xp, B, T, H, Vs, params["W"].dtype)
+    nats = _forward_ws(ws, params, x, y, h0, keep_probs=True)
+    return nats / (T * B), _backward_ws(ws, params), ws
 
 
 def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None) -> tuple[float, dict[str, Any], Any]:
     """Like loss_and_grads but returns dL/dh0 (for gradient checks and truncated-BPTT studies)."""
     if "W" not in params:
         return stack.loss_grads_dh0(params, inputs, targets, h0)
-    loss, cache = forward(params, inputs, targets, h0)
-    grads, dh0 = backward(params, cache)
+    loss, (grads, dh0), _ = _loss_and_grads_ws(params, inputs, targets, h0)
     return loss, grads, dh0
 
 
@@ -190,24 +338,34 @@ def step(params: Mapping[str, Any], h: Any, x: Any) -> tuple[Any, Any]:
 def evaluate(params: Mapping[str, Any], ids: Any, *, h0: Any = None, chunk: int = 1000) -> tuple[float, int, Any]:
     """Sum of −log ŷ[y] over a whole id sequence with the hidden state carried through it.
 
-    Returns (total nats, number of predicted characters, final h). Forward only, in chunks so
-    memory stays bounded; batch size 1, so it is the exact loss of reading the text in order.
+    Returns (total nats, number of predicted characters, final h (1, H)). Forward only, in chunks
+    so memory stays bounded; batch size 1, so it is the exact loss of reading the text in order.
     """
     if "W" not in params:
         return stack.evaluate(params, ids, h0=h0, chunk=chunk)
-    xp = xp_of(params["W"])
-    ids = xp.asarray(ids)
+    W = params["W"]
+    xp = xp_of(W)
+    ids = xp.asarray(ids).reshape(-1)
     n = len(ids) - 1
     if n < 1:
         raise ValueError("need at least 2 characters to evaluate")
+    H, Vs = W.shape[0], params["V"].shape[0]
+    _check_ids(xp, ids, Vs, "character")
+    ids = ids.astype(np.intp, copy=False)
     h = h0
     total = 0.0
     for s in range(0, n, chunk):
         e = min(s + chunk, n)
-        loss, cache = forward(params, ids[None, s:e], ids[None, s + 1:e + 1], h)
-        total += loss * (e - s)
-        h = cache.hs[-1]
-    return total, n, h
+        ws = _workspace(xp, 1, e - s, H, Vs, W.dtype)
+        total += _forward_ws(ws, params, ids[s:e, None], ids[s + 1:e + 1], h, keep_probs=False)
+        h = ws.hs[-1]
+    return total, n, h.copy()
+
+
+# Sampling: below this many characters (n × B) the compiled kernel is not worth importing numba.
+_KERNEL_MIN_CHARS = 2048
+# Above this batch the NumPy path's batched GEMM beats the kernel's per-stream matrix-vector loop.
+_KERNEL_MAX_BATCH = 8
 
 
 def generate(params: Mapping[str, Any], h: Any, x: Any, n: int, *, rng: np.random.Generator,
@@ -218,21 +376,52 @@ def generate(params: Mapping[str, Any], h: Any, x: Any, n: int, *, rng: np.rando
     from h alone (the first character is then drawn from softmax(V h + c)). Each step draws the
     next id from softmax(o / temperature), restricted to the top_k most likely ids when top_k > 0,
     or takes the argmax when greedy. The draw is an inverse-CDF lookup of one uniform number per
-    stream, so the same rng seed always gives the same text. Returns (ids (B, n), final h).
+    stream and step (all n·B drawn up front as rng.random((n, B))), so the same rng seed always
+    gives the same text. Returns (ids (B, n), final h: the state before reading ids[:, -1]).
     For stacked models h is the (L, S, B, H) state (`charnn.stack.init_state`).
+
+    Speed: one product per step gives both W h (for the next step) and V h (the logits), with
+    R = [W; V]; Uᵀ + b is precomputed so reading x is a row lookup. Long runs at small batch go to
+    a compiled loop (`charnn.kernels`, when numba is available and CHARNN_NO_NUMBA is unset),
+    which computes the same numbers as the NumPy loop below.
     """
     if "W" not in params:
         return stack.generate(params, h, x, n, rng=rng, temperature=temperature, top_k=top_k, greedy=greedy)
-    W, V, c = params["W"], params["V"], params["c"]
+    W, U, V, b, c = (params[k] for k in PARAM_NAMES)
     xp = xp_of(W)
+    H, Vs = W.shape[0], V.shape[0]
     B = h.shape[0]
+    h = xp.array(h, dtype=W.dtype)                       # our own copy: updated in place below
+    if n <= 0:
+        return np.empty((B, 0), dtype=np.int64), h
+    u = None if greedy else rng.random((n, B))           # same stream as n calls of rng.random(B)
+    UTb = xp.ascontiguousarray(U.T) + b                  # (V, H): row x is U x + b
+    R = xp.ascontiguousarray(xp.concatenate([W, V], axis=0))   # (H+V, H): R h = [W h | V h]
+    if xp is np and B <= _KERNEL_MAX_BATCH and n * B >= _KERNEL_MIN_CHARS and _kernels_available():
+        from . import kernels  # noqa: PLC0415
+        out = kernels.generate(R, UTb, np.asarray(c), h, None if x is None else np.asarray(x), u, n,
+                               temperature=temperature, top_k=top_k, greedy=greedy)
+        return out, h
+    return _generate_numpy(xp, R, UTb, c, h, x, u, n, temperature=temperature, top_k=top_k, greedy=greedy)
+
+
+def _kernels_available() -> bool:
+    from . import kernels  # noqa: PLC0415 - importing kernels is cheap; numba loads only if used
+    return kernels.available()
+
+
+def _generate_numpy(xp: Any, R: Any, UTb: Any, c: Any, h: Any, x: Any, u: Any, n: int, *,
+                    temperature: float, top_k: int, greedy: bool) -> tuple[np.ndarray, Any]:
+    """The batched NumPy (or CuPy) sampling loop; the draws themselves run on the host."""
+    B, H = h.shape
+    RT = R.T                                             # h @ RT = [W h | V h] as rows
     out = np.empty((B, n), dtype=np.int64)
+    if x is not None:
+        h = xp.tanh(h @ RT[:, :H] + UTb[x])
+    r = h @ RT
     for i in range(n):
-        if x is None:
-            logits = h @ V.T + c
-        else:
-            h, logits = step(params, h, x)
-        logits = np.asarray(logits, dtype=np.float64) if xp is np else xp.asnumpy(logits).astype(np.float64)
+        logits = r[:, H:] + c
+        logits = logits.astype(np.float64) if xp is np else xp.asnumpy(logits).astype(np.float64)
         if greedy:
             nxt = logits.argmax(axis=1)
         else:
@@ -241,10 +430,12 @@ def generate(params: Mapping[str, Any], h: Any, x: Any, n: int, *, rng: np.rando
                 kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
                 z = np.where(z >= kth, z, -np.inf)
             z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            cdf = np.cumsum(p, axis=1)
-            u = rng.random(B) * cdf[:, -1]
-            nxt = np.minimum((cdf < u[:, None]).sum(axis=1), z.shape[1] - 1)
+            cdf = np.cumsum(np.exp(z), axis=1)
+            thr = u[i] * cdf[:, -1]
+            nxt = np.minimum((cdf < thr[:, None]).sum(axis=1), z.shape[1] - 1)
         out[:, i] = nxt
-        x = nxt if xp is np else xp.asarray(nxt)
+        if i + 1 < n:                                    # read the drawn id: h ← tanh(W h + U x + b)
+            xn = nxt if xp is np else xp.asarray(nxt)
+            h = xp.tanh(r[:, :H] + UTb[xn])
+            r = h @ RT
     return out, h

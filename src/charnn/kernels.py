@@ -1,0 +1,135 @@
+"""Compiled kernels (Numba) for the loop NumPy cannot batch: sampling one character at a time.
+
+At batch 1 a generation step is a (H+V)×H matrix-vector product, a tanh over H numbers and a
+draw over V: microseconds of arithmetic that NumPy would spread over a dozen calls, each with its
+own dispatch overhead. `generate` runs all n steps in one compiled loop. It computes exactly what
+the NumPy path in `charnn.model.generate` computes (same formulas, same uniforms, same inverse-CDF
+rule), so the two agree up to float rounding in the products.
+
+Optional: without numba installed, or with the environment variable CHARNN_NO_NUMBA=1,
+`available()` is False and callers use their NumPy path. Numba is imported on first use only, so
+importing charnn stays fast.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+_numba: Any = None          # the numba module once imported; False when it cannot be
+_compiled: dict[str, Callable[..., Any]] = {}
+
+
+def disabled_by_env() -> bool:
+    """CHARNN_NO_NUMBA set to anything but '' or '0' forces the NumPy paths."""
+    return os.environ.get("CHARNN_NO_NUMBA", "").strip() not in ("", "0")
+
+
+def available() -> bool:
+    """Whether the compiled kernels can be used now (numba importable and not disabled)."""
+    global _numba
+    if disabled_by_env():
+        return False
+    if _numba is None:
+        try:
+            import numba  # noqa: PLC0415 - deliberately lazy: ~0.3 s, only paid when sampling
+            _numba = numba
+        except Exception:  # ImportError, or an llvmlite that fails to load
+            _numba = False
+    return _numba is not False
+
+
+def _generate_py(R: np.ndarray, UTb: np.ndarray, c: np.ndarray, h: np.ndarray, x: np.ndarray,
+                 has_x: bool, u: np.ndarray, temperature: float, top_k: int, greedy: bool,
+                 out: np.ndarray) -> None:
+    """n generation steps for B streams; h (B, H) is updated in place, ids go to out (B, n).
+
+    R = [W; V] ((H+V) × H), UTb = Uᵀ + b (V × H; row x is U x + b). For each stream and step:
+    h ← tanh(W h + U x + b) (skipped on the first step when has_x is False), o = V h + c,
+    z = o / temperature, restricted to the top_k largest when 0 < top_k < V, and the next id is
+    the first with cdf ≥ u · cdf[V−1] (cdf = cumsum exp(z − max z)), or argmax o when greedy.
+    The last id drawn is not read: h returns as the state before reading out[:, n−1].
+    """
+    B, H = h.shape
+    Vs = c.shape[0]
+    n = out.shape[1]
+    r = np.empty(H + Vs, dtype=R.dtype)
+    z = np.empty(Vs, dtype=np.float64)
+    for s in range(B):
+        hs = h[s]
+        xs = x[s]
+        if has_x:
+            _matvec(R, hs, r)                                # r[:H] = W h before reading x
+        for i in range(n):
+            if i > 0 or has_x:                               # h ← tanh(W h + U x + b)
+                for j in range(H):
+                    hs[j] = np.tanh(r[j] + UTb[xs, j])
+            _matvec(R, hs, r)                                # [W h | V h]
+            if greedy:
+                best = 0
+                for v in range(Vs):
+                    z[v] = np.float64(r[H + v] + c[v])
+                    if z[v] > z[best]:
+                        best = v
+                xs = best
+            else:
+                for v in range(Vs):
+                    z[v] = np.float64(r[H + v] + c[v]) / temperature
+                if 0 < top_k < Vs:
+                    kth = np.sort(z)[Vs - top_k]
+                    for v in range(Vs):
+                        if z[v] < kth:
+                            z[v] = -np.inf
+                m = z[0]
+                for v in range(1, Vs):
+                    if z[v] > m:
+                        m = z[v]
+                tot = 0.0
+                for v in range(Vs):
+                    tot += np.exp(z[v] - m)
+                    z[v] = tot                               # z now holds the cdf
+                thr = u[i, s] * tot
+                xs = Vs - 1
+                for v in range(Vs):
+                    if not z[v] < thr:
+                        xs = v
+                        break
+            out[s, i] = xs
+
+
+def _matvec_py(R: np.ndarray, h: np.ndarray, r: np.ndarray) -> None:
+    """r = R h, accumulated in R's dtype (reassociated so the compiler can vectorise it)."""
+    for j in range(R.shape[0]):
+        acc = R.dtype.type(0)
+        for k in range(R.shape[1]):
+            acc += R[j, k] * h[k]
+        r[j] = acc
+
+
+_matvec = _matvec_py   # replaced by the compiled version in _build()
+
+
+def _build() -> None:
+    nb = _numba
+    # reassoc/contract only: lets the dot products vectorise without assuming away inf/NaN
+    # (top-k masking relies on −inf).
+    matvec = nb.njit(cache=True, fastmath={"reassoc", "contract"})(_matvec_py)
+    globals()["_matvec"] = matvec
+    _compiled["generate"] = nb.njit(cache=True)(_generate_py)
+
+
+def generate(R: np.ndarray, UTb: np.ndarray, c: np.ndarray, h: np.ndarray, x: np.ndarray | None,
+             u: np.ndarray | None, n: int, *, temperature: float, top_k: int, greedy: bool) -> np.ndarray:
+    """Compiled sampling loop (see `_generate_py`); returns ids (B, n) and updates h in place.
+
+    Call only when `available()`. u: (n, B) uniforms in [0, 1) (ignored when greedy).
+    """
+    if "generate" not in _compiled:
+        _build()
+    B = h.shape[0]
+    out = np.empty((B, n), dtype=np.int64)
+    xs = np.zeros(B, dtype=np.int64) if x is None else np.ascontiguousarray(x, dtype=np.int64)
+    uu = np.zeros((n, B)) if u is None else np.ascontiguousarray(u, dtype=np.float64)
+    _compiled["generate"](R, UTb, c, h, xs, x is not None, uu, float(temperature), int(top_k), bool(greedy), out)
+    return out
