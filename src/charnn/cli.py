@@ -274,15 +274,15 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
                                    "seed always gives the same text. A run folder means its best checkpoint "
                                    "(or its last if it has no best).")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--prompt", default=None, help="text that primes the hidden state (default: the run's prompt; "
+    p.add_argument("--prompt", default=None, metavar="TEXT", help="text that primes the hidden state (default: the run's prompt; "
                    "'' starts from h = 0)")
-    p.add_argument("--length", type=_whole, default=300, help="characters to generate after the prompt [300]")
-    p.add_argument("--temperature", type=_finite_float, default=None,
+    p.add_argument("--length", type=_whole, default=300, metavar="N", help="characters to generate after the prompt [300]")
+    p.add_argument("--temperature", type=_finite_float, default=None, metavar="T",
                    help="softmax temperature > 0 (default: the run's, 1.5 for the seed)")
-    p.add_argument("--seed", type=_whole, default=None, help="sampling seed (default: the run's seed)")
-    p.add_argument("--top-k", type=_whole, default=None, help="sample only among the K most likely characters")
+    p.add_argument("--seed", type=_whole, default=None, metavar="S", help="sampling seed (default: the run's seed)")
+    p.add_argument("--top-k", type=_whole, default=None, metavar="K", help="sample only among the K most likely characters")
     p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")
-    p.add_argument("--num-samples", type=_whole, default=1, help="independent samples, drawn in one batch [1]")
+    p.add_argument("--num-samples", type=_whole, default=1, metavar="N", help="independent samples, drawn in one batch [1]")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -306,7 +306,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                                    "the text at --data), hidden state carried through it: nats/char, bits/char, "
                                    "perplexity, next to the uniform (ln V) and unigram baselines.")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--data", default=None, help="evaluate on this text file (or folder) instead")
+    p.add_argument("--data", default=None, metavar="PATH", help="evaluate on this text file (or folder) instead")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
     p.set_defaults(func=_cmd_eval)
