@@ -40,7 +40,7 @@ class EvalResult:
         rows = [(f"model", self.nats_per_char, f"perplexity {self.perplexity:.3f}"),
                 (f"uniform", self.uniform_nats_per_char, f"ln {self.vocab_size}"),
                 (f"unigram", self.unigram_nats_per_char, "training-split character frequencies")]
-        lines = [f"data: {self.data} ({self.chars:,} characters scored)"]
+        lines = [f"data: {self.data}; {self.chars:,} characters scored"]
         lines += [f"{name:<8} {n:7.4f} nats/char  {n / ln2:7.4f} bits/char   {note}" for name, n, note in rows]
         return "\n".join(lines)
 

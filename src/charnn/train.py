@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import __version__, checkpoint, model, runlock
 from .backend import get_xp, to_numpy
