@@ -79,7 +79,9 @@ def _kernels(lay: Layout) -> dict[str, Any]:
 
 def _gemm(transa: str, transb: str, a: Any, b: Any, out: Any) -> None:
     """out = op(a) @ op(b) with cuBLAS, written into `out` (no allocation, so graph-capturable)."""
-    cp.cublas.gemm(transa, transb, a, b, out=out)
+    from cupy import cublas  # noqa: PLC0415 - loads libcublas on first use only
+
+    cublas.gemm(transa, transb, a, b, out=out)
 
 
 class Plan:
@@ -171,8 +173,7 @@ def _plan(B: int, T: int, lay: Layout) -> Plan:
 
 def supported(params: Mapping[str, Any]) -> bool:
     """Whether the fused path handles these parameters (CuPy float32; shapes the kernels fit)."""
-    W = params["W"]
-    return isinstance(W, cp.ndarray) and W.dtype == np.float32 and all(
+    return set(params) == set(NAMES) and all(
         isinstance(params[n], cp.ndarray) and params[n].dtype == np.float32 for n in NAMES)
 
 
