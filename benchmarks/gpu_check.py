@@ -518,9 +518,9 @@ def summary():
 
 # Each phase runs in a child process with a time limit: a kernel fault (which poisons the CUDA
 # context for the rest of a process) or a hang then costs that phase only.
-PHASES = {"info": (info, 60), "parity_stepwise": (parity_stepwise, 60), "parity": (parity_persistent, 90),
-          "speed_torch": (speed_torch, 60), "speed": (speed, 150), "training": (training, 120),
-          "train_cli": (train_cli, 60), "profile": (profile, 45), "sampling": (sampling, 30)}
+PHASES = {"info": (info, 40), "parity_stepwise": (parity_stepwise, 45), "parity": (parity_persistent, 75),
+          "speed_torch": (speed_torch, 50), "speed": (speed, 110), "training": (training, 80),
+          "train_cli": (train_cli, 50), "profile": (profile, 30), "sampling": (sampling, 20)}
 
 
 def main(argv: list[str]) -> None:
