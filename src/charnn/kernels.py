@@ -107,6 +107,39 @@ def _matvec_py(R: np.ndarray, h: np.ndarray, r: np.ndarray) -> None:
         r[j] = acc
 
 
+def _recur_forward_py(W: np.ndarray, UTb: np.ndarray, x: np.ndarray, hx: np.ndarray) -> None:
+    """The forward recurrence into the augmented rows: hx[k+1, b, :H] = tanh(W h_k + U x_k + b).
+
+    W (H, H); UTb = Uᵀ + b (V, H); x (T, B) ids; hx (T+1, B, ·) with h_0 in hx[0, :, :H].
+    """
+    T, B = x.shape
+    H = W.shape[0]
+    z = np.empty(H, dtype=W.dtype)
+    for k in range(T):
+        for s in range(B):
+            _matvec(W, hx[k, s, :H], z)
+            xs = x[k, s]
+            for j in range(H):
+                hx[k + 1, s, j] = np.tanh(z[j] + UTb[xs, j])
+
+
+def _recur_backward_py(RT: np.ndarray, g: np.ndarray, hx: np.ndarray, Vs: int) -> None:
+    """The backward recurrence: g[k, b, V:] = dz_k = (1 − h_{k+1}²) ⊙ (g[k+1, b] R), k = T−1..0.
+
+    RT = [V; W]ᵀ (H, V+H); g (T+1, B, V+H) rows [do_{k−1} | dz_k]; h_{k+1} = hx[k+1, b, :H].
+    """
+    T = g.shape[0] - 1
+    B = g.shape[1]
+    H = RT.shape[0]
+    dh = np.empty(H, dtype=RT.dtype)
+    for k in range(T - 1, -1, -1):
+        for s in range(B):
+            _matvec(RT, g[k + 1, s], dh)
+            for j in range(H):
+                h = hx[k + 1, s, j]
+                g[k, s, Vs + j] = dh[j] - h * h * dh[j]
+
+
 _matvec = _matvec_py   # replaced by the compiled version in _build()
 
 
@@ -117,6 +150,24 @@ def _build() -> None:
     matvec = nb.njit(cache=True, fastmath={"reassoc", "contract"})(_matvec_py)
     globals()["_matvec"] = matvec
     _compiled["generate"] = nb.njit(cache=True)(_generate_py)
+    _compiled["recur_forward"] = nb.njit(cache=True)(_recur_forward_py)
+    _compiled["recur_backward"] = nb.njit(cache=True)(_recur_backward_py)
+
+
+def _kernel(name: str) -> Callable[..., Any]:
+    if name not in _compiled:
+        _build()
+    return _compiled[name]
+
+
+def recur_forward(W: np.ndarray, UTb: np.ndarray, x: np.ndarray, hx: np.ndarray) -> None:
+    """Compiled `_recur_forward_py` (call only when `available()`)."""
+    _kernel("recur_forward")(W, UTb, x, hx)
+
+
+def recur_backward(RT: np.ndarray, g: np.ndarray, hx: np.ndarray, Vs: int) -> None:
+    """Compiled `_recur_backward_py` (call only when `available()`)."""
+    _kernel("recur_backward")(RT, g, hx, Vs)
 
 
 def generate(R: np.ndarray, UTb: np.ndarray, c: np.ndarray, h: np.ndarray, x: np.ndarray | None,
@@ -125,11 +176,9 @@ def generate(R: np.ndarray, UTb: np.ndarray, c: np.ndarray, h: np.ndarray, x: np
 
     Call only when `available()`. u: (n, B) uniforms in [0, 1) (ignored when greedy).
     """
-    if "generate" not in _compiled:
-        _build()
     B = h.shape[0]
     out = np.empty((B, n), dtype=np.int64)
     xs = np.zeros(B, dtype=np.int64) if x is None else np.ascontiguousarray(x, dtype=np.int64)
     uu = np.zeros((n, B)) if u is None else np.ascontiguousarray(u, dtype=np.float64)
-    _compiled["generate"](R, UTb, c, h, xs, x is not None, uu, float(temperature), int(top_k), bool(greedy), out)
+    _kernel("generate")(R, UTb, c, h, xs, x is not None, uu, float(temperature), int(top_k), bool(greedy), out)
     return out
