@@ -281,7 +281,7 @@ def _check_arrays(p: Path, header: Mapping[str, Any], n: int, size: int, cfg: Co
         if info.get("dtype") != want_dtype:
             raise CheckpointError(f"{p}: array {name!r} has dtype {info.get('dtype')}, expected {want_dtype} "
                                   f"({cfg.dtype} per its config)")
-        if list(info.get("shape", [])) != list(shape):
+        if info.get("shape") != list(shape):
             raise CheckpointError(f"{p}: array {name!r} has shape {info.get('shape')}, expected {list(shape)} "
                                   f"for hidden size {cfg.hidden_size} and vocabulary {vocab_size}")
         off = info.get("data_offsets")

@@ -30,8 +30,12 @@ def default_corpus_path() -> Path:
 def corpus_files(path: str | Path) -> list[Path]:
     """The files that make up a corpus: the file itself, or a folder's *.txt files in sorted name order."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"corpus not found: {p} (give a text file or a folder of .txt files)")
+    try:
+        found = p.exists()
+    except (OSError, ValueError):   # e.g. a NUL character in a path read from a crafted checkpoint
+        found = False
+    if not found:
+        raise DataError(f"corpus not found: {str(p)!r:.200} (give a text file or a folder of .txt files)")
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".txt")
         if not files:
