@@ -1,0 +1,274 @@
+"""No checkpoint can run code, exhaust memory or write outside its run folder.
+
+- src/ never uses pickle, allow_pickle, np.load, eval/exec/compile or __import__ (checked on the tokens
+  of every source file, so comments and strings do not count).
+- The loader bounds the header, checks every shape against the config, and checks the file's size
+  before it reads one byte of array data (tracemalloc measures what a crafted file makes it allocate).
+- Paths inside a checkpoint ('../' in the corpus path, the prompt, array names) are never write targets.
+- Fuzzing the metadata and the bytes of a real checkpoint: every outcome is a load or a CheckpointError.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import struct
+import tokenize
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import charnn
+from charnn import checkpoint
+from charnn.checkpoint import CheckpointError
+
+from ckcraft import TINY, changes, cli, join_file, meta_of, snapshot, split_file, with_meta
+from clihelp import charnn as charnn_inprocess, write_corpus
+
+SRC = Path(charnn.__file__).parent
+BANNED_NAMES = {"pickle", "cPickle", "_pickle", "allow_pickle", "marshal", "shelve", "dill", "cloudpickle",
+                "joblib", "eval", "exec", "compile", "__import__", "torch"}
+
+
+def code_tokens(path: Path) -> list[str]:
+    """The NAME and OP tokens of a Python file: its code without comments, docstrings or string literals."""
+    toks = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+    return [t.string for t in toks if t.type in (tokenize.NAME, tokenize.OP)]
+
+
+def test_source_has_no_pickle_eval_exec_or_np_load():
+    files = sorted(SRC.rglob("*.py"))
+    assert len(files) > 10
+    found = []
+    for f in files:
+        toks = code_tokens(f)
+        # a banned name used as itself (`eval(`, `import pickle`, `allow_pickle=`); `re.compile` is fine
+        found += [f"{f.name}: {t}" for prev, t in zip(["", *toks], toks) if t in BANNED_NAMES and prev != "."]
+        found += [f"{f.name}: {a}.load" for a, dot, b in zip(toks, toks[1:], toks[2:])
+                  if a in ("np", "numpy") and dot == "." and b == "load"]
+    assert found == []
+
+
+def test_the_scan_would_catch_them(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import pickle\nx = eval('1')\ny = np.load(p, allow_pickle=True)\n# exec in a comment\n"
+                   "z = re.compile('eval')\n")
+    toks = code_tokens(bad)
+    assert {"pickle", "eval", "allow_pickle"} <= set(toks) and "exec" not in toks
+
+
+# --------------------------------------------------------------------------------------------------
+# crafted files: bounded memory
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("security")
+    (root / "a").mkdir()
+    corpus = write_corpus(root / "a", 6_000)     # root/a/tiny.txt; the run is root/a/b/run
+    out = root / "a" / "b" / "run"
+    assert charnn_inprocess("train", "--data", corpus, "--out", out, *TINY, "--max-steps", "4").rc == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def good(run) -> bytes:
+    return (run / "checkpoints" / "last.safetensors").read_bytes()
+
+
+def peak_bytes_while(fn) -> int:
+    """Peak memory Python and NumPy allocate while fn() runs (it must raise CheckpointError)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError) as info:
+            fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, str(info.value)
+
+
+def test_header_claiming_exabytes_is_refused_without_allocating(tmp_path):
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(struct.pack("<Q", 2**63 - 1) + b"{}" + b"\0" * 100)
+    peak, msg = peak_bytes_while(lambda: checkpoint.load(p))
+    assert "header length" in msg and peak < 1 << 20
+
+
+def test_header_over_the_limit_is_not_read(tmp_path):
+    """A (sparse) file as big as its header claims, just over the 16 MiB header limit: refused unread."""
+    p = tmp_path / "c.safetensors"
+    n = checkpoint.MAX_HEADER_BYTES + 1
+    with open(p, "wb") as f:
+        f.write(struct.pack("<Q", n) + b"{")
+        f.truncate(8 + n + 8)
+    peak, msg = peak_bytes_while(lambda: checkpoint.load(p))
+    assert "header length" in msg and peak < 1 << 20
+
+
+def test_config_claiming_a_huge_model_is_refused_before_reading_data(tmp_path, good):
+    """hidden_size 10^6 in the metadata and matching shapes in the header (W alone would be 8 TB):
+    the file's size does not match what the header describes, so nothing is read."""
+    header, data = split_file(good)
+    meta = meta_of(good)
+    H, V = 10**6, len(meta["vocab"]["codepoints"])
+    shapes = {"param.W": [H, H], "param.U": [H, V], "param.V": [V, H], "param.b": [H], "param.c": [V]}
+    off, new = 0, {"__metadata__": header["__metadata__"]}
+    for name, shape in shapes.items():
+        size = int(np.prod(shape)) * 8
+        new[name] = {"dtype": "F64", "shape": shape, "data_offsets": [off, off + size]}
+        off += size
+    new["__metadata__"]["config"] = json.dumps({**meta["config"], "hidden_size": H})
+    new["__metadata__"]["optimizer"] = json.dumps({**meta["optimizer"], "t": 0})
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(join_file(new, data))
+    peak, msg = peak_bytes_while(lambda: checkpoint.load(p))
+    assert "truncated or damaged" in msg and peak < 8 << 20
+
+
+def test_shapes_that_disagree_with_the_config_are_refused_before_reading_data(tmp_path, good):
+    header, data = split_file(good)
+    header["param.W"]["shape"] = [10**9, 10**9]
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(join_file(header, data))
+    peak, msg = peak_bytes_while(lambda: checkpoint.load(p))
+    assert "shape" in msg and peak < 4 << 20
+
+
+def test_overlapping_arrays_are_refused(tmp_path, good):
+    header, data = split_file(good)
+    header["param.c"]["data_offsets"] = list(header["param.b"]["data_offsets"])  # two arrays, one span
+    header["param.b"]["shape"] = header["param.c"]["shape"] = [8]
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(join_file(header, data))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(p)
+
+
+# --------------------------------------------------------------------------------------------------
+# crafted files: no code runs, nothing is written outside the run folder
+
+def test_a_pickle_posing_as_a_checkpoint_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    ck = tmp_path / "model.safetensors"
+    ck.write_bytes(pickle.dumps(Payload()))
+    expr = tmp_path / "expr.safetensors"     # Python code where JSON is expected in the metadata
+    expr.write_bytes(with_meta_raw(f"__import__('os').mkdir({str(marker)!r})"))
+    for path in (ck, expr):
+        for cmd in ("info", "sample", "eval"):
+            cli(cmd, path).one_line_error()
+    assert not marker.exists()
+
+
+def with_meta_raw(config_text: str) -> bytes:
+    """A safetensors file whose metadata 'config' is the raw text given (not JSON)."""
+    meta = {"format": json.dumps(checkpoint.FORMAT), "format_version": "1", "config": config_text}
+    return join_file({"__metadata__": meta}, b"")
+
+
+def test_paths_inside_a_checkpoint_are_never_write_targets(run, good, tmp_path):
+    """A run whose checkpoint names '../' paths: every command reads at most, and a resume writes only
+    inside the run folder given on the command line."""
+    root = run.parent.parent.parent              # run = root/a/b/run, the corpus is root/a/tiny.txt
+    meta = meta_of(good)
+    escaped = "../../../tiny.txt"                # from run/checkpoints/, the real corpus
+    crafted = with_meta(good, config={**meta["config"], "data": escaped, "prompt": "../../evil"},
+                        corpus={**meta["corpus"], "path": "../../../../../../tmp/evil"})
+    header, data = split_file(crafted)
+    header["__metadata__"]["../../evil.safetensors"] = json.dumps("/etc/passwd")   # an extra key: ignored
+    (run / "checkpoints" / "last.safetensors").write_bytes(join_file(header, data))
+    (run / "checkpoints" / "best.safetensors").unlink()
+    cwd = run / "checkpoints"
+    before = snapshot(root)
+    for args in (["info", run], ["sample", run, "--length", "5", "--prompt", ""], ["eval", run, "--json"]):
+        r = cli(*args, cwd=cwd)
+        assert r.rc == 0 and "Traceback" not in r.err, (args, r.err)
+    assert changes(before, snapshot(root)) == []
+    r = cli("train", "--resume", run, "--max-steps", "6", "--no-progress", cwd=cwd)
+    assert r.rc == 0, r.err
+    changed = changes(before, snapshot(root))
+    run_rel = str(run.relative_to(root))
+    assert changed and all(c.startswith(run_rel + os.sep) for c in changed), changed
+    assert checkpoint.load(run / "checkpoints" / "last.safetensors").step == 6
+
+
+def test_array_names_with_paths_are_refused(tmp_path, good):
+    header, data = split_file(good)
+    header["../../evil"] = header.pop("param.c")
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(join_file(header, data))
+    with pytest.raises(CheckpointError, match="unexpected array"):
+        checkpoint.load(p)
+
+
+def test_nul_in_a_checkpoints_corpus_path_is_an_error_not_a_crash(run, good, tmp_path):
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(with_meta(good, config={**meta_of(good)["config"], "data": "tiny\x00.txt"}))
+    cli("eval", p).one_line_error("not found")
+
+
+def test_overwrite_never_deletes_outside_the_run_folder(run, tmp_path):
+    corpus = run.parent.parent / "tiny.txt"
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoints").symlink_to(outside, target_is_directory=True)    # a run file that points away
+    (out / "metrics.jsonl").symlink_to(outside / "keep.txt")
+    r = cli("train", "--data", corpus, "--out", out, "--overwrite", *TINY, "--max-steps", "2")
+    assert r.rc == 0, r.err
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"] and (outside / "keep.txt").read_text() == "mine"
+    assert not (out / "checkpoints").is_symlink() and (out / "checkpoints" / "last.safetensors").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# fuzzing: whatever the metadata or the bytes, the loader answers with a checkpoint or a CheckpointError
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+META_KEYS = ["format", "format_version", "config", "vocab", "step", "epoch", "batch_index", "chars_seen",
+             "wall_s", "best_val_loss", "optimizer", "rng", "corpus", "unigram"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(META_KEYS), value=json_values, subkey=st.none() | st.text(max_size=12))
+def test_fuzzed_metadata_loads_or_is_a_checkpoint_error(good, tmp_path, key, value, subkey):
+    meta = meta_of(good)
+    if subkey is not None and isinstance(meta.get(key), dict):     # change one field inside (e.g. config.lr)
+        value = {**meta[key], subkey: value}
+    p = tmp_path / "fuzz.safetensors"
+    p.write_bytes(with_meta(good, **{key: value}))
+    try:
+        ck = checkpoint.load(p)
+    except CheckpointError:
+        return
+    assert ck.num_params > 0 and len(ck.vocab) > 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_bytes_load_or_are_a_checkpoint_error(good, tmp_path, data):
+    raw = bytearray(good)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    p = tmp_path / "fuzz.safetensors"
+    p.write_bytes(bytes(raw))
+    try:
+        checkpoint.load(p)
+    except CheckpointError:
+        pass
