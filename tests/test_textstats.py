@@ -86,3 +86,15 @@ def test_to_dict_is_json_ready():
     d = ts.text_stats("a (b", frozenset({"a"})).to_dict()
     json.dumps(d)
     assert d["unmatched_pairs"] == 1 and d["in_train_share"] == 0.5
+
+
+def test_line_end_punctuation_share_counts_finished_nonempty_lines():
+    # lines: "Hello," (yes) "" (skipped) "no stop" (no) "end.  " (yes, spaces ignored); "tail" unfinished
+    assert ts.line_end_punct_share("Hello,\n\nno stop\nend.  \ntail") == 2 / 3
+    assert ts.line_end_punct_share("no newline at all") is None
+    assert ts.line_end_punct_share("ROMEO:\n") == 1.0
+
+
+def test_contractions_are_words_with_inner_apostrophes():
+    c = ts.contractions("I've said 'tis so; I'll go, I'VE gone o'er")
+    assert dict(c) == {"i've": 2, "i'll": 1, "o'er": 1}

@@ -135,6 +135,27 @@ def training_slice_stats(train_text: str, length: int, *, offset: int = 0,
     return text_stats(training_slice(train_text, length, offset=offset), train_words)
 
 
+LINE_END_PUNCT = frozenset(".,;:!?'\"”’)]-")
+
+
+def line_end_punct_share(text: str) -> float | None:
+    """Share of non-empty lines that end in punctuation (None when the text has no full line).
+
+    Only lines followed by a newline count (the last, unfinished line of a sample does not);
+    trailing spaces are ignored. The seed: "learns to add punctuation before every new line".
+    """
+    lines = [ln.rstrip(" \t") for ln in text.split("\n")[:-1]]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return None
+    return sum(ln[-1] in LINE_END_PUNCT for ln in lines) / len(lines)
+
+
+def contractions(text: str) -> Counter:
+    """Word tokens with an inner apostrophe ("i've", "o'er", "tis" is not one), case-folded, counted."""
+    return Counter(w for w in words(text) if "'" in w)
+
+
 @dataclass(frozen=True)
 class WordOrigins:
     """Generated words split into those copied from the training text and those it never contains."""
