@@ -105,7 +105,7 @@ def test_run_figures_match_their_metrics_jsonl(repro, name):
         assert cells[3] == report.fmt(run["final_train_loss"])
         assert cells[4] == report.fmt(run["final_val_loss"])
         assert cells[5] == report.fmt(run["best_val_loss"])
-        assert cells[6] == report.fmt(run["steps_to_threshold"])
+        assert cells[6] == report.steps_fmt(run["steps_to_threshold"])
         assert (out / name / run["checkpoint"]).is_file()
     if name == "optimizers":
         assert {run["optimizer"] for run in r["runs"]} == {"adam", "sgd"}

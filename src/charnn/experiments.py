@@ -678,8 +678,8 @@ def analyze(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict[str
         "words with an inner apostrophe in the sample that also occur in the training text",
         f"{sum(real_contr.values())} real ({len(real_contr)} distinct: "
         f"{', '.join(sorted(real_contr, key=lambda w: -real_contr[w])[:6]) or 'none'}), "
-        f"{sum(contr_gen.values()) - sum(real_contr.values())} invented; training text: "
-        f"{sum(contr_train.values())} in as many characters",
+        f"{sum(contr_gen.values()) - sum(real_contr.values())} invented; a training slice of the same "
+        f"length has {sum(contr_train.values())}",
         v, real=sum(real_contr.values()), distinct_real=len(real_contr),
         invented=sum(contr_gen.values()) - sum(real_contr.values()), training=sum(contr_train.values())))
     # punctuation at line ends

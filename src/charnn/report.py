@@ -62,6 +62,11 @@ def fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def steps_fmt(x: int | None) -> str:
+    """A step count, or "never" for a threshold that was not reached."""
+    return "never" if x is None else fmt(x)
+
+
 def pct(x: float | None) -> str:
     """A share as a percentage with one decimal."""
     return "n/a" if x is None else f"{100.0 * x:.1f}%"
@@ -397,7 +402,7 @@ def _runs_table(doc: Doc, r: dict[str, Any]) -> None:
     doc.table(["run", "optimizer", "learning rate", f"final train loss ({UNIT})", f"final val loss ({UNIT})",
                f"best val loss ({UNIT})", "steps to threshold", "words in training text", "wall time (s)"],
               [[run["label"], run["optimizer"], fmt(run["lr"]), fmt(run["final_train_loss"]),
-                fmt(run["final_val_loss"]), fmt(run["best_val_loss"]), fmt(run.get("steps_to_threshold")),
+                fmt(run["final_val_loss"]), fmt(run["best_val_loss"]), steps_fmt(run.get("steps_to_threshold")),
                 pct(run.get("sample_stats", {}).get("in_train_share")), fmt(run["wall_s"])]
                for run in r["runs"]])
     if any(run.get("val_by_epoch") for run in r["runs"]):
@@ -454,7 +459,8 @@ def _section_analyze(doc: Doc, r: dict[str, Any]) -> None:
     doc.p(f"Best model: {r['checkpoint_note']} (validation loss {fmt(r['best_val_loss'])} {UNIT}). "
           f"A {fmt(r['sample_length'])}-character sample at temperature {fmt(r['temperature'])} from the prompt "
           f"`{_oneline(r['prompt'])}`, compared with a slice of the training text and of the validation "
-          f"text of the same length.")
+          f"text of the same length (a slice may cut a word at either end, so even the training slice can "
+          f"score a little under 100% real words).")
     named = [(t["label"], t["stats"]) for t in r["texts"]]
     _stats_table(doc, named)
     _pairs_table(doc, named)
