@@ -342,3 +342,51 @@ def test_overwrite_is_the_way_to_reuse_a_folder(world, tmp_path):
     assert changes(before, snapshot(out)) == []
     r = cli("train", "--data", world.corpus, "--out", out, *TINY, "--max-steps", "3", "--overwrite")
     assert r.rc == 0 and checkpoint.load(out / "checkpoints" / "last.safetensors").step == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# the README's counts are the tests' counts
+
+def _groups() -> dict[str, int]:
+    names = {"corpus": "corpus", "toml": "config file", "sample": "sampling", "ckpt": "checkpoint, eval and resume",
+             "eval": "checkpoint, eval and resume", "resume": "checkpoint, eval and resume", "out": "output folder"}
+    counts: dict[str, int] = {}
+    for case in CASES:
+        g = names.get(case.split("-")[0], "hyperparameter")
+        counts[g] = counts.get(g, 0) + 1
+    return counts
+
+
+def _items(module: Any) -> int:
+    """Test items a module collects (parametrized functions count once per parameter set)."""
+    n = 0
+    for name, fn in vars(module).items():
+        if name.startswith("test_") and callable(fn):
+            k = 1
+            for mark in getattr(fn, "pytestmark", []):
+                if mark.name == "parametrize":
+                    k *= len(mark.args[1])
+            n += k
+    return n
+
+
+def test_readme_states_the_counts_the_tests_try():
+    import re
+
+    import test_faults
+    import test_properties
+    import test_security
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    section = readme[readme.index("## What charnn guarantees about your data and checkpoints"):]
+    assert f"**{len(CASES)} bad inputs**" in section
+    g = _groups()
+    assert (f"({g['corpus']} corpus, {g['hyperparameter']} hyperparameter, {g['config file']} config file, "
+            f"{g['sampling']} sampling, {g['checkpoint, eval and resume']} checkpoint, eval and resume, "
+            f"{g['output folder']} output folder;") in section
+    assert f"**{_items(test_faults)} fault-injection tests**" in section
+    assert f"`tests/test_security.py` ({_items(test_security)} tests)" in section
+    fuzz = test_security.FUZZ.max_examples * sum(name.startswith("test_fuzzed_") for name in vars(test_security))
+    assert f"({fuzz} cases)" in section
+    assert f"`tests/test_properties.py` ({_items(test_properties)} properties)" in section
+    assert re.search(r"CHARNN_TEST_PAUSE_IN_SAVE", section)

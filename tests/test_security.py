@@ -238,11 +238,12 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12)
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 META_KEYS = ["format", "format_version", "config", "vocab", "step", "epoch", "batch_index", "chars_seen",
              "wall_s", "best_val_loss", "optimizer", "rng", "corpus", "unigram"]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(key=st.sampled_from(META_KEYS), value=json_values, subkey=st.none() | st.text(max_size=12))
 def test_fuzzed_metadata_loads_or_is_a_checkpoint_error(good, tmp_path, key, value, subkey):
     meta = meta_of(good)
@@ -257,7 +258,7 @@ def test_fuzzed_metadata_loads_or_is_a_checkpoint_error(good, tmp_path, key, val
     assert ck.num_params > 0 and len(ck.vocab) > 0
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@FUZZ
 @given(data=st.data())
 def test_fuzzed_bytes_load_or_are_a_checkpoint_error(good, tmp_path, data):
     raw = bytearray(good)
