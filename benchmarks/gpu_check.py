@@ -6,7 +6,8 @@
   2. training: 200 Adam steps on Tiny Shakespeare on the GPU against the CPU float32 run, with the
      CPU float32 − float64 gap as the measure of float32 noise; then `charnn train --device cuda`
   3. speed: one training step (forward, BPTT, clip, Adam) at B=128 and B=1024 (H=256, V=65,
-     T=100, fp32) for charnn-cuda (each kernel layout), the plain CuPy port, and PyTorch nn.RNN
+     T=100, fp32) for charnn-cuda (several kernel layouts; the stepwise one with and without CUDA
+     graphs), the plain CuPy port, and PyTorch nn.RNN
      (cuDNN, TF32 off; foreach and fused Adam), all in this run; chars/s and charnn / cuDNN
   4. sampling: batch-1 generation on the GPU against the CPU copy of the weights
 
@@ -104,12 +105,13 @@ def parity(stepwise: bool):
     from charnn.backend import cuda
     rows, worst = [], 0.0
     if stepwise:
-        cases = [("B64 T100 H256 V65", 64, 100, 256, 65, [("stepwise", None)]),
-                 ("B37 T13 H128 V50", 37, 13, 128, 50, [("stepwise", None)])]
+        cases = [("B64 T100 H256 V65", 64, 100, 256, 65, [("stepwise", None, None)]),
+                 ("B37 T13 H128 V50", 37, 13, 128, 50, [("stepwise", None, None)])]
     else:
-        cases = [("B64 T100 H256 V65", 64, 100, 256, 65, [None, ("persistent", (2, 512)), ("persistent", (8, 256))]),
+        cases = [("B64 T100 H256 V65", 64, 100, 256, 65, [None, ("persistent", (2, 512), 1), ("persistent", (4, 256), None),
+                                                          ("persistent", (8, 256), None)]),
                  ("B37 T13 H128 V50", 37, 13, 128, 50, [None]),
-                 ("B1024 T6 H256 V65", 1024, 6, 256, 65, [None, ("persistent", (2, 512))]),
+                 ("B1024 T6 H256 V65", 1024, 6, 256, 65, [None, ("persistent", (2, 512), 1), ("persistent", (4, 256), None)]),
                  ("B3 T5 H32 V7", 3, 5, 32, 7, [None])]
     for name, B, T, Hs, Vs, variants in cases:
         p64, x, y, h0 = random_problem(B, T, Hs, Vs, seed=B + T)
@@ -121,7 +123,7 @@ def parity(stepwise: bool):
                 if var is None:
                     lay = cuda.choose_layout(Hs, Vs, B)
                 else:
-                    lay = cuda.choose_layout(Hs, Vs, B, split=var[1], persistent=var[0] == "persistent")
+                    lay = cuda.choose_layout(Hs, Vs, B, split=var[1], persistent=var[0] == "persistent", ri=var[2])
                 res = cuda.loss_and_grads(p32, xd, yd, hd, layout=lay)
                 e = errors(*res, ref)
                 # a second call on fresh inputs through the same static buffers must also be right
@@ -131,7 +133,8 @@ def parity(stepwise: bool):
                                            cp.asarray(xb), cp.asarray(yb), cp.asarray(h0b, dtype=np.float32), layout=lay)
                 eb = errors(*resb, refb)
                 e = {k: max(e[k], eb[k]) for k in e}
-                label = f"fused {'persistent' if lay.persistent else 'stepwise'} cs={lay.cs} nt={lay.nt} bg={lay.bg}"
+                label = (f"fused {'persistent' if lay.persistent else 'stepwise'} cs={lay.cs} nt={lay.nt} ri={lay.ri} "
+                         f"bg={lay.bg}")
             except Exception as exc:
                 traceback.print_exc()
                 rows.append({"case": name, "path": str(var), "error": f"{type(exc).__name__}: {exc}"})
@@ -222,15 +225,28 @@ def training(steps: int = STEPS, B: int = TRAIN_B):
         x, y = batches.get(k % len(batches))
         g32.append(float(tr.step(x, y, h)))
         h = tr.h_last
-    # the engine unchanged on CuPy arrays: model.loss_and_grads (fused dispatch) + optim.Adam
-    p = {k: cp.asarray(v) for k, v in model.init_params(Vs, H, seed=42, dtype=np.float32).items()}
-    opt, h, e32 = Adam(5e-3), None, []
-    for k in range(steps):
-        x, y = batches.get(k % len(batches))
-        loss, g, h = model.loss_and_grads(p, x, y, h)
-        clip_by_value(g, -5.0, 5.0)
-        opt.step(p, g)
-        e32.append(loss)
+    # the engine unchanged on CuPy arrays: model.loss_and_grads (fused dispatch) + optim.Adam,
+    # and the same with the dispatch off (CHARNN_FUSED=0): the plain per-step CuPy port
+    def engine_curve() -> list:
+        p = {k: cp.asarray(v) for k, v in model.init_params(Vs, H, seed=42, dtype=np.float32).items()}
+        opt, h, out = Adam(5e-3), None, []
+        for k in range(steps):
+            x, y = batches.get(k % len(batches))
+            loss, g, h = model.loss_and_grads(p, x, y, h)
+            clip_by_value(g, -5.0, 5.0)
+            opt.step(p, g)
+            out.append(loss)
+        return out
+    e32 = engine_curve()
+    try:
+        os.environ["CHARNN_FUSED"] = "0"
+        p32 = engine_curve()
+    except Exception as exc:
+        traceback.print_exc()
+        p32 = None
+        log(f"   plain port curve failed: {type(exc).__name__}: {exc}")
+    finally:
+        del os.environ["CHARNN_FUSED"]
     dest = Path(os.environ["GPU_CHECK_CURVES"])
     for _ in range(600):                       # the background CPU run (see cpu_curves)
         if dest.exists():
@@ -242,17 +258,18 @@ def training(steps: int = STEPS, B: int = TRAIN_B):
     noise = float(np.abs(c32a - c64a).max())
     dev_fused = float(np.abs(g32a - c32a).max())
     dev_engine = float(np.abs(e32a - c32a).max())
+    dev_plain = None if p32 is None else float(np.abs(np.asarray(p32) - c32a).max())
     tol = max(5e-3, 3 * noise)
-    out = {"steps": steps, "batch": B, "cpu_s": round(cpu_s, 1), "graph": tr.graph is not None,
-           "graph_error": tr.graph_error, "first_last_cpu32": [c32[0], c32[-1]], "first_last_gpu": [g32[0], g32[-1]],
+    out = {"steps": steps, "batch": B, "cpu_s": round(cpu_s, 1), "layout": str(tr.lay),
+           "first_last_cpu32": [c32[0], c32[-1]], "first_last_gpu": [g32[0], g32[-1]],
            "max_abs_cpu32_vs_cpu64": noise, "max_abs_gpu_fused_vs_cpu32": dev_fused,
-           "max_abs_gpu_engine_vs_cpu32": dev_engine, "tolerance": tol,
+           "max_abs_gpu_engine_vs_cpu32": dev_engine, "max_abs_gpu_plain_vs_cpu32": dev_plain, "tolerance": tol,
            "pass": dev_fused <= tol and dev_engine <= tol,
-           "curve_every_20": {"cpu32": c32[::20], "cpu64": c64[::20], "gpu_fused": g32[::20], "gpu_engine": e32[::20]}}
-    log(f"   loss {c32[0]:.4f} -> {c32[-1]:.4f} (CPU f32); {g32[0]:.4f} -> {g32[-1]:.4f} (GPU fused); graph={out['graph']}"
-        f" {tr.graph_error or ''}")
+           "curve_every_20": {"cpu32": c32[::20], "cpu64": c64[::20], "gpu_fused": g32[::20], "gpu_engine": e32[::20],
+                              "gpu_plain": None if p32 is None else p32[::20]}}
+    log(f"   loss {c32[0]:.4f} -> {c32[-1]:.4f} (CPU f32); {g32[0]:.4f} -> {g32[-1]:.4f} (GPU fused)")
     log(f"   max |GPU fused − CPU f32| {dev_fused:.2e}, |GPU engine − CPU f32| {dev_engine:.2e}, "
-        f"float32 noise |CPU f32 − CPU f64| {noise:.2e}; tolerance {tol:.1e}")
+        f"|GPU plain port − CPU f32| {dev_plain}, float32 noise |CPU f32 − CPU f64| {noise:.2e}; tolerance {tol:.1e}")
     return out
 
 
@@ -349,11 +366,12 @@ def speed():
         ys = [cp.asarray(rng.integers(0, V_SIZE, (B, T_LEN))) for _ in range(4)]
         p0 = model.init_params(V_SIZE, H, seed=1, dtype=np.float32)
         # stepwise first: a fault in the persistent kernels would end this process (see main)
-        variants = [("charnn-cuda stepwise cs4 nt256 graph", dict(split=(4, 256), persistent=False), True),
-                    ("charnn-cuda persistent cs4 nt256 graph", dict(split=(4, 256), persistent=True), True),
-                    ("charnn-cuda persistent cs2 nt512 graph", dict(split=(2, 512), persistent=True), True),
-                    ("charnn-cuda persistent cs8 nt256 graph", dict(split=(8, 256), persistent=True), True),
-                    ("charnn-cuda persistent cs4 nt256 eager", dict(split=(4, 256), persistent=True), False)]
+        variants = [("charnn-cuda stepwise cs2 nt512 CUDA graph", dict(split=(2, 512), persistent=False), True),
+                    ("charnn-cuda stepwise cs2 nt512 no graph", dict(split=(2, 512), persistent=False), False),
+                    ("charnn-cuda persistent cs2 nt512 ri4", dict(split=(2, 512), persistent=True, ri=4), True),
+                    ("charnn-cuda persistent cs2 nt512 ri1", dict(split=(2, 512), persistent=True, ri=1), True),
+                    ("charnn-cuda persistent cs4 nt256 ri4", dict(split=(4, 256), persistent=True, ri=4), True),
+                    ("charnn-cuda persistent cs8 nt256 ri4", dict(split=(8, 256), persistent=True, ri=4), True)]
         # the plain per-step port: the portable engine on CuPy arrays, optim.Adam
         try:
             p = {k: cp.asarray(v) for k, v in p0.items()}
@@ -375,10 +393,10 @@ def speed():
                 lay = cuda.choose_layout(H, V_SIZE, B, **kw)
                 tr = cuda.FusedTrainer(p0, B, T_LEN, lr=5e-3, clip=5.0, layout=lay, graph=graph)
                 ms = time_steps(lambda i: tr.step(xs[i % 4], ys[i % 4]), n=20)
-                rows[label] = {"ms": ms, "chars_per_s": chars / ms * 1e3, "graph": tr.graph is not None,
-                               "bg": lay.bg, "finite": bool(np.isfinite(float(tr.step(xs[0], ys[0]))))}
+                rows[label] = {"ms": ms, "chars_per_s": chars / ms * 1e3, "graphs": len(tr.plan._graphs),
+                               "layout": str(lay), "finite": bool(np.isfinite(float(tr.step(xs[0], ys[0]))))}
                 log(f"   B={B:5d} {label:42s} {ms:8.3f} ms/step {chars / ms / 1e3:8.2f} M chars/s"
-                    f" graph={tr.graph is not None} {tr.graph_error or ''}")
+                    f" graphs={len(tr.plan._graphs)} {tr.plan.graph_error or ''}")
             except Exception as exc:
                 traceback.print_exc()
                 rows[label] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -488,7 +506,8 @@ def summary():
     lines.append(f"parity stepwise: {'PASS' if ps.get('pass') else 'FAIL'} worst {ps.get('worst', float('nan')):.2e} {ps.get('error', '')}")
     tr = P.get("training", {})
     lines.append(f"training : {'PASS' if tr.get('pass') else 'FAIL'} max|GPU−CPU32| {tr.get('max_abs_gpu_fused_vs_cpu32', float('nan')):.2e}"
-                 f" engine {tr.get('max_abs_gpu_engine_vs_cpu32', float('nan')):.2e}, noise(CPU32−CPU64)"
+                 f" engine {tr.get('max_abs_gpu_engine_vs_cpu32', float('nan')):.2e}, plain port"
+                 f" {tr.get('max_abs_gpu_plain_vs_cpu32')}, noise(CPU32−CPU64)"
                  f" {tr.get('max_abs_cpu32_vs_cpu64', float('nan')):.2e} {tr.get('error', '')}")
     cl = P.get("train_cli", {})
     lines.append(f"train cli: {'PASS' if cl.get('pass') else 'FAIL'} {cl.get('error', '')}")

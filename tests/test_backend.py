@@ -71,6 +71,18 @@ def test_cuda_without_a_gpu_is_one_clear_line(monkeypatch, count, error, needle)
     assert backend._cupy is None
 
 
+def test_arrays_of_an_imported_array_module_are_recognised(monkeypatch):
+    """A module that CuPy-like code imported itself (get_xp never called) still owns its arrays."""
+    class FakeArray:
+        pass
+    fake = types.SimpleNamespace(ndarray=FakeArray, asnumpy=lambda a: np.array([7.0]))
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    assert backend.xp_of(np.ones(2), FakeArray()) is fake
+    assert backend.is_cupy(FakeArray()) and not backend.is_cupy(np.ones(2))
+    np.testing.assert_array_equal(backend.to_numpy(FakeArray()), [7.0])
+
+
 def test_host_copy_and_to_device_with_numpy():
     d = {"W": np.ones((2, 2), np.float32), "b": np.zeros(2)}
     h = backend.host_copy(d)
@@ -133,17 +145,18 @@ SHAPES = [(H, B) for H in (16, 32, 64, 128, 256, 512) for B in (1, 3, 32, 37, 12
 def test_layout_is_consistent(H, B):
     lay = pick_layout(H, 65, B, sms=132)
     assert lay is not None
-    assert lay.hr * lay.cs == H and lay.ks * lay.hr == lay.nt and lay.kl * lay.ks == H
-    assert lay.kl % 4 == 0 and lay.bg % lay.bc == 0 and lay.bc <= 8
+    assert lay.hr * lay.cs == H and lay.rg * lay.ri == lay.hr and lay.ks * lay.rg == lay.nt
+    assert lay.kl * lay.ks == H and lay.kl % 4 == 0 and lay.bg % lay.bc == 0 and lay.bc * lay.ri <= 16
     assert lay.smem_bytes() <= cuda_src.SMEM_OPTIN and lay.cs <= 8
     assert H % lay.cw == 0 and 65 * lay.cw * 4 <= cuda_src.SMEM_STATIC
-    assert split_ok(H, lay.cs, lay.nt)
+    assert split_ok(H, lay.cs, lay.nt, lay.ri)
 
 
 def test_layout_refuses_what_the_kernels_cannot_do():
     assert pick_layout(256, 20000, 8, sms=132) is None       # vocabulary too large for the dU table
     assert pick_layout(6, 10, 8, sms=132) is None            # H not a multiple of 4
     assert pick_layout(256, 65, 8, sms=132, split=(1, 256)) is None   # M would not fit in registers
+    assert pick_layout(256, 65, 8, sms=132, split=(2, 512), ri=3) is None
     assert all(cs <= 8 for cs, _ in SPLITS)                   # portable cluster sizes only
 
 
@@ -151,7 +164,8 @@ def emulate_recurrence_step(lay: Layout, M: np.ndarray, v: np.ndarray, B: int) -
     """M v for every batch row, computed with the kernel's own index arithmetic (matvec + finalize).
 
     Mirrors cuda_src.recurrence: cluster c owns rows c·BG…, rank r owns outputs r·HR…, thread tid is
-    (i = tid % HR, ks = tid / HR) holding M[r·HR + i, ks·KL : ks·KL + KL]; outputs o = tid + n·NT.
+    (rg = tid % RG, ks = tid / RG) holding M[r·HR + rg + q·RG, ks·KL : ks·KL + KL] for q < RI;
+    outputs o = tid + n·NT.
     """
     H, out, written = lay.H, np.full((B, lay.H), np.nan), np.zeros((B, lay.H), int)
     no = -(-lay.bg * lay.hr // lay.nt)
@@ -160,12 +174,14 @@ def emulate_recurrence_step(lay: Layout, M: np.ndarray, v: np.ndarray, B: int) -
         rows = min(B, (cl + 1) * lay.bg) - cl * lay.bg
         vb[:rows] = v[cl * lay.bg: cl * lay.bg + rows]
         for rank in range(lay.cs):
-            part = np.zeros(lay.ks * lay.bg * lay.hr)
+            part = np.full(lay.ks * lay.bg * lay.hr, np.nan)
             for tid in range(lay.nt):
-                i, ks = tid % lay.hr, tid // lay.hr
-                mreg = M[rank * lay.hr + i, ks * lay.kl:(ks + 1) * lay.kl]
-                for b in range(lay.bg):
-                    part[(ks * lay.bg + b) * lay.hr + i] = mreg @ vb[b, ks * lay.kl:(ks + 1) * lay.kl]
+                rg, ks = tid % lay.rg, tid // lay.rg
+                cols = slice(ks * lay.kl, (ks + 1) * lay.kl)
+                for q in range(lay.ri):
+                    mrow = M[rank * lay.hr + rg + q * lay.rg, cols]
+                    for b in range(lay.bg):
+                        part[(ks * lay.bg + b) * lay.hr + rg + q * lay.rg] = mrow @ vb[b, cols]
             for tid in range(lay.nt):
                 for n in range(no):
                     o = tid + n * lay.nt
@@ -180,11 +196,12 @@ def emulate_recurrence_step(lay: Layout, M: np.ndarray, v: np.ndarray, B: int) -
     return out
 
 
-@pytest.mark.parametrize("H, B, split", [(32, 5, None), (64, 7, (2, 512)), (64, 3, (4, 256)), (128, 9, None)])
-def test_work_split_computes_the_matrix_vector_product(H, B, split):
+@pytest.mark.parametrize("H, B, split, ri", [(32, 5, None, None), (64, 7, (1, 64), 4), (64, 3, (2, 128), 2),
+                                             (128, 9, (2, 512), 4), (128, 5, (4, 256), 4), (128, 4, None, 1)])
+def test_work_split_computes_the_matrix_vector_product(H, B, split, ri):
     rng = np.random.default_rng(H + B)
-    lay = pick_layout(H, 11, B, sms=6, split=split)
-    assert lay is not None
+    lay = pick_layout(H, 11, B, sms=6, split=split, ri=ri)
+    assert lay is not None and (ri is None or lay.ri == ri)
     M, v = rng.normal(size=(H, H)), rng.normal(size=(B, H))
     np.testing.assert_allclose(emulate_recurrence_step(lay, M, v, B), v @ M.T, rtol=1e-12, atol=1e-12)
 

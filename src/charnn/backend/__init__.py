@@ -13,6 +13,7 @@ this package and nowhere else, and only when a GPU is asked for.
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
 from typing import Any, Mapping
 
@@ -52,18 +53,33 @@ def _load_cupy() -> ModuleType:
     return _cupy
 
 
+def _known_cupy() -> ModuleType | None:
+    """CuPy if it is already imported (by get_xp or by the caller, who may hand us its arrays)."""
+    global _cupy
+    if _cupy is None:
+        mod = sys.modules.get("cupy")
+        if mod is not None and isinstance(getattr(mod, "ndarray", None), type):
+            _cupy = mod
+    return _cupy
+
+
+def is_cupy(a: Any) -> bool:
+    """Whether `a` is a CuPy array."""
+    cp = _known_cupy()
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
 def xp_of(*arrays: Any) -> ModuleType:
     """The array module that owns `arrays` (numpy unless one of them is a CuPy array)."""
-    if _cupy is not None:
-        for a in arrays:
-            if isinstance(a, _cupy.ndarray):
-                return _cupy
+    for a in arrays:
+        if is_cupy(a):
+            return _cupy
     return np
 
 
 def to_numpy(a: Any) -> np.ndarray:
     """A NumPy copy/view of any backend array (checkpoints are always NumPy)."""
-    if _cupy is not None and isinstance(a, _cupy.ndarray):
+    if is_cupy(a):
         return _cupy.asnumpy(a)
     return np.asarray(a)
 
@@ -87,7 +103,7 @@ def fused_loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any,
     They apply to CuPy float32 parameters (and shapes the kernels support) unless
     CHARNN_FUSED=0; NumPy arrays always get None, so the portable engine runs unchanged.
     """
-    if _cupy is None or not isinstance(params.get("W"), _cupy.ndarray) or os.environ.get("CHARNN_FUSED") == "0":
+    if not is_cupy(params.get("W")) or os.environ.get("CHARNN_FUSED") == "0":
         return None
     from . import cuda  # noqa: PLC0415 - imports CuPy; only reached with CuPy arrays in hand
 

@@ -8,11 +8,17 @@ Same forward/backward as model.py (see its docstring for the equations), on floa
     dz_t = (dh_out_t + Wᵀ dz_{t+1}) ⊙ (1 − h²)  one persistent kernel for all T steps (rnn_bwd)
     dW = Σ dz_t h_tᵀ (GEMM), dU by a shared-memory scatter, db = Σ_v dUᵀ[v]
 
-and, for training, clipping ±clip and Adam fused over one flat parameter buffer, the whole step
-captured once in a CUDA graph and replayed. The kernels are in cuda_src.py.
+and, for training, clipping ±clip and Adam fused over one flat parameter buffer: about fifteen
+launches per training step, whatever T is. The kernels are in cuda_src.py.
 
-This module imports CuPy at the top: only the backend package imports it, and only after
-`get_xp("cuda")` found a working GPU.
+On GPUs without thread-block clusters (before Hopper) the recurrences run one launch per time
+step (rnn_fwd_step / rnn_bwd_step); those T launches are captured once in a CUDA graph (CuPy
+stream capture) and replayed, so they cost next to nothing to issue. The rest of the step cannot
+be captured: CuPy refuses cuBLAS calls during stream capture, and the persistent path needs no
+graph (one launch per direction).
+
+This module imports CuPy at the top: only the backend package imports it, and only once CuPy
+arrays are in hand (or `get_xp("cuda")` found a working GPU).
 """
 from __future__ import annotations
 
@@ -43,20 +49,20 @@ def _device_info(dev_id: int) -> dict[str, Any]:
 
 
 def choose_layout(H: int, VS: int, B: int, *, split: tuple[int, int] | None = None,
-                  persistent: bool | None = None) -> Layout | None:
+                  persistent: bool | None = None, ri: int | None = None) -> Layout | None:
     """The layout for these shapes on this GPU, or None when the fused path does not apply."""
     if persistent is None:
         persistent = device_info()["cc"] >= 90 and os.environ.get("CHARNN_CUDA_PERSISTENT", "1") != "0"
-    return _choose_layout(cp.cuda.Device().id, H, VS, B, split, persistent)
+    return _choose_layout(cp.cuda.Device().id, H, VS, B, split, persistent, ri)
 
 
 @functools.lru_cache(maxsize=256)
 def _choose_layout(dev_id: int, H: int, VS: int, B: int, split: tuple[int, int] | None,
-                   persistent: bool) -> Layout | None:
+                   persistent: bool, ri: int | None) -> Layout | None:
     info = _device_info(dev_id)
     if persistent and info["cc"] < 90:
         return None
-    return pick_layout(H, VS, B, sms=info["sms"], split=split, persistent=persistent)
+    return pick_layout(H, VS, B, sms=info["sms"], split=split, persistent=persistent, ri=ri)
 
 
 _modules: dict[Layout, Any] = {}
@@ -78,7 +84,7 @@ def _kernels(lay: Layout) -> dict[str, Any]:
 
 
 def _gemm(transa: str, transb: str, a: Any, b: Any, out: Any) -> None:
-    """out = op(a) @ op(b) with cuBLAS, written into `out` (no allocation, so graph-capturable)."""
+    """out = op(a) @ op(b) with cuBLAS, written straight into `out` (no temporary)."""
     from cupy import cublas  # noqa: PLC0415 - loads libcublas on first use only
 
     cublas.gemm(transa, transb, a, b, out=out)
@@ -112,6 +118,36 @@ class Plan:
         self.part_u = cp.empty((self.g2, VS, H), dtype=np.float32)
         self.dUT = cp.empty((VS, H), dtype=np.float32)
         self.clusters = -(-B // lay.bg)
+        self.use_graphs = True
+        self.graph_error: str | None = None
+        self._graphs: dict[tuple, Any] = {}
+
+    def _steps(self, key: tuple, launch_all: Any) -> None:
+        """The T per-step launches of one recurrence, replayed from a CUDA graph.
+
+        The graph is captured on first use for these parameter pointers (the static buffers never
+        move); if capture is refused, the launches run directly from then on.
+        """
+        g = self._graphs.get(key) if self.use_graphs else None
+        if g is None and self.use_graphs:
+            s = cp.cuda.Stream(non_blocking=True)
+            try:
+                with s:
+                    s.begin_capture()
+                    try:
+                        launch_all()
+                    finally:
+                        g = s.end_capture()
+            except Exception as exc:  # capture refused: issue the launches one by one instead
+                self.use_graphs, self.graph_error, g = False, f"{type(exc).__name__}: {exc}", None
+            else:
+                if len(self._graphs) >= 8:
+                    self._graphs.clear()
+                self._graphs[key] = g
+        if g is None:
+            launch_all()
+        else:
+            g.launch(cp.cuda.get_current_stream())
 
     def load(self, inputs: Any, targets: Any, h0: Any) -> None:
         """Copy a (B, T) batch and the initial state into the static buffers (time-major)."""
@@ -137,9 +173,11 @@ class Plan:
         if lay.persistent:
             k["rnn_fwd"](grid, (lay.nt,), (W, U, b, self.x, self.hs, i32(B), i32(T)), shared_mem=smem)
         else:
-            for t in range(T):
-                k["rnn_fwd_step"](grid, (lay.nt,), (W, U, b, self.x, self.hs, i32(B), i32(T), i32(t)),
-                                  shared_mem=smem)
+            def forward_steps() -> None:
+                for t in range(T):
+                    k["rnn_fwd_step"](grid, (lay.nt,), (W, U, b, self.x, self.hs, i32(B), i32(T), i32(t)),
+                                      shared_mem=smem)
+            self._steps(("fwd", W.data.ptr, U.data.ptr, b.data.ptr), forward_steps)
         _gemm("N", "T", hs_out, V, self.d)                            # o − c = h Vᵀ
         k["xent"]((self.g1,), (256,), (self.d, c, self.y, i32(N), np.float32(1.0 / N), self.part_c,
                                        self.part_loss))
@@ -149,9 +187,11 @@ class Plan:
         if lay.persistent:
             k["rnn_bwd"](grid, (lay.nt,), (W, self.hs, self.dz, i32(B), i32(T)), shared_mem=smem)
         else:
-            for t in range(T - 1, -1, -1):
-                k["rnn_bwd_step"](grid, (lay.nt,), (W, self.hs, self.dz, i32(B), i32(T), i32(t)),
-                                  shared_mem=smem)
+            def backward_steps() -> None:
+                for t in range(T - 1, -1, -1):
+                    k["rnn_bwd_step"](grid, (lay.nt,), (W, self.hs, self.dz, i32(B), i32(T), i32(t)),
+                                      shared_mem=smem)
+            self._steps(("bwd", W.data.ptr), backward_steps)
         _gemm("T", "N", self.dz, hs_prev, g["W"])                      # dW = Σ_t dz_t h_{t-1}ᵀ
         k["scatter_rows"]((self.g2, lay.H // lay.cw), (lay.cw,), (self.dz, self.x, i32(N), i32(self.rows),
                                                                   self.part_u))
@@ -199,12 +239,12 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
 
 class FusedTrainer:
-    """Training steps on the GPU: loss, BPTT, clip to ±clip, Adam, as one replayed CUDA graph.
+    """Training steps on the GPU: loss, BPTT, clip to ±clip, Adam, in about fifteen launches.
 
     Parameters live in one flat float32 buffer (`params` holds views of it, keyed W, U, V, b, c),
     so clipping and Adam are one kernel over every parameter; gradients and Adam's m, v likewise.
-    The first step runs eagerly (it compiles and warms cuBLAS); the second captures the sequence in a
-    CUDA graph, and later steps replay it. Semantics are optim.Adam's after optim.clip_by_value.
+    Adam's step counter lives on the device. Semantics are optim.Adam's after optim.clip_by_value.
+    graph=False issues the per-step launches of the stepwise layout directly (no CUDA graph).
     """
 
     def __init__(self, params: Mapping[str, Any], batch_size: int, seq_len: int, *, lr: float = 5e-3,
@@ -233,12 +273,14 @@ class FusedTrainer:
         self.t_dev = cp.zeros((1,), dtype=np.int32)
         self.t = 0
         self.plan = Plan(batch_size, seq_len, self.lay)
-        self.stream = cp.cuda.Stream(non_blocking=True)
-        self.use_graph = graph
-        self.graph = None
-        self.graph_error: str | None = None
+        self.plan.use_graphs = graph
 
-    def _enqueue(self) -> None:
+    def step(self, inputs: Any, targets: Any, h0: Any = None) -> Any:
+        """One training step on a (B, T) batch; returns the loss as a device scalar (float64).
+
+        h0: (B, H) initial state or None for zeros; after the call `h_last` is h_T.
+        """
+        self.plan.load(inputs, targets, h0)
         self.plan.enqueue(self.params, self.grads)
         lr, b1, b2, eps, clip = self.hyper
         blocks = min(4 * device_info()["sms"], -(-self.n // 256))
@@ -247,40 +289,7 @@ class FusedTrainer:
                                       np.float64(b1), np.float64(b2), np.float64(eps), np.float32(clip),
                                       self.t_dev))
         k["bump"]((1,), (1,), (self.t_dev,))
-
-    def _capture(self) -> None:
-        s = self.stream
-        s.begin_capture()
-        try:
-            self._enqueue()
-        except Exception as exc:       # e.g. a library call that cannot be captured: stay eager
-            self.graph_error = f"{type(exc).__name__}: {exc}"
-        finally:
-            g = s.end_capture()
-        if self.graph_error is None:
-            self.graph = g
-
-    def step(self, inputs: Any, targets: Any, h0: Any = None) -> Any:
-        """One training step on a (B, T) batch; returns the loss as a device scalar (float64).
-
-        h0: (B, H) initial state or None for zeros; after the call `h_last` is h_T.
-        """
-        caller = cp.cuda.get_current_stream()
-        self.stream.wait_event(caller.record())
-        with self.stream:
-            self.plan.load(inputs, targets, h0)
-            if self.graph is not None:
-                self.graph.launch(self.stream)
-            elif self.t >= 1 and self.use_graph and self.graph_error is None:
-                self._capture()
-                if self.graph is not None:
-                    self.graph.launch(self.stream)
-                else:
-                    self._enqueue()
-            else:
-                self._enqueue()
         self.t += 1
-        caller.wait_event(self.stream.record())
         return self.plan.loss[0]
 
     @property

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 
 KERNELS = r"""
 // ----- compile-time shape (prepended by source()) ------------------------------------------
-// H hidden size, VS vocabulary size, CS blocks per cluster, NT threads per block,
-// BG batch rows per cluster, BC batch rows per register chunk, CW columns per scatter block.
+// H hidden size, VS vocabulary size, CS blocks per cluster, NT threads per block, RI rows of M
+// per thread, BG batch rows per cluster, BC batch rows per register chunk, CW columns per scatter block.
 #define HR (H / CS)              // rows of M owned by one block
-#define KS (NT / HR)             // thread groups along k
-#define KL (H / KS)              // values of M each thread keeps in registers
+#define RG (HR / RI)             // row groups of a block (a thread owns rows rg, rg+RG, ...)
+#define KS (NT / RG)             // thread groups along k
+#define KL (H / KS)              // columns of M per thread: it keeps RI·KL values in registers
 #define NO ((BG * HR + NT - 1) / NT)  // outputs finalised by each thread per step
 #define VPL ((VS + 31) / 32)     // vocabulary entries per lane in xent
 #define VSP (VPL * 32)
@@ -51,9 +52,16 @@ __device__ __forceinline__ unsigned cluster_rank() {
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
     return r;
 }
+__device__ __forceinline__ void cluster_arrive() {
+    // release: this thread's earlier stores (to peers' shared memory too) are visible after the wait
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
 __device__ __forceinline__ void cluster_sync() {
-    // release: our stores (also to peers' shared memory) are visible to the cluster after the wait
-    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+    cluster_arrive();
+    cluster_wait();
 }
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     unsigned r;
@@ -72,37 +80,53 @@ __device__ __forceinline__ void st_cluster(unsigned addr, float v) {
 #endif  // PERSIST
 
 // ----- the recurrence -------------------------------------------------------------------------
-// Load this thread's KL values of M (row `row`, columns ks·KL …). M = W (forward) or Wᵀ (backward).
-__device__ __forceinline__ void load_m(float* Mreg, const float* __restrict__ W, int row, int ks, bool transpose) {
+// Load this thread's RI·KL values of M: rows base + rg + q·RG (q < RI), columns ks·KL … ks·KL + KL − 1.
+// M = W (forward) or Wᵀ (backward).
+__device__ __forceinline__ void load_m(float* Mreg, const float* __restrict__ W, int base, int rg, int ks,
+                                       bool transpose) {
 #pragma unroll
-    for (int kk = 0; kk < KL; ++kk) {
-        const int k = ks * KL + kk;
-        Mreg[kk] = transpose ? W[k * H + row] : W[row * H + k];
+    for (int q = 0; q < RI; ++q) {
+        const int row = base + rg + q * RG;
+#pragma unroll
+        for (int kk = 0; kk < KL; ++kk) {
+            const int k = ks * KL + kk;
+            Mreg[q * KL + kk] = transpose ? W[k * H + row] : W[row * H + k];
+        }
     }
 }
 
-// part[ks][b][i] = Σ_{kk} M[row i][ks·KL + kk] · v[b][ks·KL + kk] for all BG rows b of the cluster.
-__device__ __forceinline__ void matvec(const float* Mreg, const float* vcur, float* part, int i, int ks) {
+// part[ks][b][rg + q·RG] = Σ_kk M[rg + q·RG][ks·KL + kk] · v[b][ks·KL + kk] for the BG rows b.
+// Each 16-byte load of v feeds 4·RI multiply-adds: shared memory delivers 128 bytes a clock, so
+// with RI = 1 it, not the FMA units, would bound the step.
+__device__ __forceinline__ void matvec(const float* Mreg, const float* vcur, float* part, int rg, int ks) {
 #pragma unroll 1
     for (int b0 = 0; b0 < BG; b0 += BC) {
-        float acc[BC];
+        float acc[BC * RI];
 #pragma unroll
-        for (int bb = 0; bb < BC; ++bb) acc[bb] = 0.f;
+        for (int a = 0; a < BC * RI; ++a) acc[a] = 0.f;
         const float* vb = vcur + b0 * H + ks * KL;
 #pragma unroll
         for (int kk = 0; kk < KL; kk += 4) {
 #pragma unroll
             for (int bb = 0; bb < BC; ++bb) {
-                // every thread of a warp has the same ks: one broadcast 16-byte shared load
+                // the threads of a warp share ks (or two values of it): broadcast loads
                 const float4 v4 = *reinterpret_cast<const float4*>(vb + bb * H + kk);
-                acc[bb] = fmaf(Mreg[kk], v4.x, acc[bb]);
-                acc[bb] = fmaf(Mreg[kk + 1], v4.y, acc[bb]);
-                acc[bb] = fmaf(Mreg[kk + 2], v4.z, acc[bb]);
-                acc[bb] = fmaf(Mreg[kk + 3], v4.w, acc[bb]);
+#pragma unroll
+                for (int q = 0; q < RI; ++q) {
+                    float a = acc[bb * RI + q];
+                    a = fmaf(Mreg[q * KL + kk], v4.x, a);
+                    a = fmaf(Mreg[q * KL + kk + 1], v4.y, a);
+                    a = fmaf(Mreg[q * KL + kk + 2], v4.z, a);
+                    a = fmaf(Mreg[q * KL + kk + 3], v4.w, a);
+                    acc[bb * RI + q] = a;
+                }
             }
         }
 #pragma unroll
-        for (int bb = 0; bb < BC; ++bb) part[(ks * BG + b0 + bb) * HR + i] = acc[bb];
+        for (int bb = 0; bb < BC; ++bb) {
+#pragma unroll
+            for (int q = 0; q < RI; ++q) part[(ks * BG + b0 + bb) * HR + rg + q * RG] = acc[bb * RI + q];
+        }
     }
 }
 
@@ -150,12 +174,12 @@ __device__ __forceinline__ void recurrence(const float* __restrict__ W, const fl
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     float* part = smem + 2 * BG * H;
-    const int tid = threadIdx.x, i = tid % HR, ks = tid / HR;
+    const int tid = threadIdx.x, rg = tid % RG, ks = tid / RG;
     const unsigned rank = cluster_rank();
     const int b_base = (blockIdx.x / CS) * BG;
 
-    float Mreg[KL];
-    load_m(Mreg, W, rank * HR + i, ks, !FWD);
+    float Mreg[RI * KL];
+    load_m(Mreg, W, rank * HR, rg, ks, !FWD);
     for (int idx = tid; idx < BG * H; idx += NT) {       // v_0 = h0 (forward) or 0 (dh_next at T)
         const int gb = b_base + idx / H;
         smem[idx] = (FWD && gb < B) ? hs[(long long)gb * H + idx % H] : 0.f;
@@ -164,32 +188,43 @@ __device__ __forceinline__ void recurrence(const float* __restrict__ W, const fl
     const unsigned base = smem_addr(smem);
 #pragma unroll
     for (int r = 0; r < CS; ++r) peer[r] = peer_addr(base, r);
+    float pa[NO], pb[NO];
+    prefetch<FWD>(pa, pb, FWD ? 0 : T - 1, rank, b_base, B, U, bias, x, hs, dz);
     cluster_sync();                                     // every block has started and set v_0
 
     int cur = 0;
     for (int s = 0; s < T; ++s) {
         const int t = FWD ? s : T - 1 - s;
-        float pa[NO], pb[NO];
-        prefetch<FWD>(pa, pb, t, rank, b_base, B, U, bias, x, hs, dz);
-        matvec(Mreg, smem + cur * BG * H, part, i, ks);
+        matvec(Mreg, smem + cur * BG * H, part, rg, ks);
         __syncthreads();
         const unsigned nxt = (unsigned)((cur ^ 1) * BG * H) * 4u;
+        float val[NO];
 #pragma unroll
         for (int n = 0; n < NO; ++n) {
             const int o = tid + n * NT;
+            val[n] = 0.f;
             if (o < BG * HR) {
-                const int b = o / HR, ii = o % HR, j = rank * HR + ii, gb = b_base + b;
-                const float val = finalize_one<FWD>(part, b, ii, pa[n], pb[n]);
-                if (gb < B) {
-                    if (FWD) hs[((long long)(t + 1) * B + gb) * H + j] = val;
-                    else dz[((long long)t * B + gb) * H + j] = val;
-                }
+                const int b = o / HR, ii = o % HR, j = rank * HR + ii;
+                val[n] = finalize_one<FWD>(part, b, ii, pa[n], pb[n]);
                 const unsigned off = nxt + (unsigned)(b * H + j) * 4u;
 #pragma unroll
-                for (int r = 0; r < CS; ++r) st_cluster(peer[r] + off, val);
+                for (int r = 0; r < CS; ++r) st_cluster(peer[r] + off, val[n]);
             }
         }
-        cluster_sync();                                  // the new state is everywhere; part is free
+        // Split barrier: arrive as soon as the new state is sent, then do the work that nobody
+        // waits for (the global store of this step, the loads of the next one) before waiting.
+        cluster_arrive();
+#pragma unroll
+        for (int n = 0; n < NO; ++n) {
+            const int o = tid + n * NT;
+            const int b = o / HR, j = rank * HR + o % HR, gb = b_base + b;
+            if (o < BG * HR && gb < B) {
+                if (FWD) hs[((long long)(t + 1) * B + gb) * H + j] = val[n];
+                else dz[((long long)t * B + gb) * H + j] = val[n];
+            }
+        }
+        if (s + 1 < T) prefetch<FWD>(pa, pb, FWD ? t + 1 : t - 1, rank, b_base, B, U, bias, x, hs, dz);
+        cluster_wait();                                  // the new state is everywhere; part is free
         cur ^= 1;
     }
 }
@@ -216,11 +251,11 @@ __device__ __forceinline__ void one_step(const float* __restrict__ W, const floa
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     float* part = smem + 2 * BG * H;
-    const int tid = threadIdx.x, i = tid % HR, ks = tid / HR;
+    const int tid = threadIdx.x, rg = tid % RG, ks = tid / RG;
     const int rank = blockIdx.x % CS;
     const int b_base = (blockIdx.x / CS) * BG;
-    float Mreg[KL];
-    load_m(Mreg, W, rank * HR + i, ks, !FWD);
+    float Mreg[RI * KL];
+    load_m(Mreg, W, rank * HR, rg, ks, !FWD);
     for (int idx = tid; idx < BG * H; idx += NT) {
         const int gb = b_base + idx / H;
         float v = 0.f;
@@ -233,7 +268,7 @@ __device__ __forceinline__ void one_step(const float* __restrict__ W, const floa
     float pa[NO], pb[NO];
     prefetch<FWD>(pa, pb, t, rank, b_base, B, U, bias, x, hs, dz);
     __syncthreads();
-    matvec(Mreg, smem, part, i, ks);
+    matvec(Mreg, smem, part, rg, ks);
     __syncthreads();
 #pragma unroll
     for (int n = 0; n < NO; ++n) {
@@ -427,23 +462,25 @@ def source(**defines: int) -> str:
 SMEM_OPTIN = 227 * 1024    # shared memory one block may opt in to on sm_90 (bytes)
 SMEM_STATIC = 48 * 1024    # without opting in
 
-# (blocks per cluster, threads per block), in order of preference. 8 is the portable cluster limit.
-SPLITS = ((4, 256), (2, 512), (8, 256), (1, 256), (1, 128), (2, 256), (8, 128), (1, 64))
+# (blocks per cluster, threads per block), in order of preference (2×512 was fastest on an H100 at
+# B = 128 and 1024, BENCHMARKS.md). 8 is the portable cluster limit.
+SPLITS = ((2, 512), (4, 256), (8, 256), (1, 256), (1, 128), (2, 256), (8, 128), (1, 64))
 
 
 @dataclass(frozen=True)
 class Layout:
     """How the kernels are spread over the GPU for one (H, V, B).
 
-    cs: blocks per cluster (the ranks that share M), nt: threads per block, bg: batch rows per
-    cluster, bc: batch rows per register chunk, cw: columns per block of the dU scatter,
-    persistent: one launch for all T steps (clusters, sm_90+) or one launch per step.
+    cs: blocks per cluster (the ranks that share M), nt: threads per block, ri: rows of M per
+    thread, bg: batch rows per cluster, bc: batch rows per register chunk, cw: columns per block
+    of the dU scatter, persistent: one launch for all T steps (clusters, sm_90+) or one per step.
     """
 
     H: int
     VS: int
     cs: int
     nt: int
+    ri: int
     bg: int
     bc: int
     cw: int
@@ -454,8 +491,12 @@ class Layout:
         return self.H // self.cs
 
     @property
+    def rg(self) -> int:
+        return self.hr // self.ri
+
+    @property
     def ks(self) -> int:
-        return self.nt // self.hr
+        return self.nt // self.rg
 
     @property
     def kl(self) -> int:
@@ -466,46 +507,48 @@ class Layout:
         return 4 * (2 * self.bg * self.H + self.ks * self.bg * self.hr)
 
     def defines(self) -> dict[str, int]:
-        return {"H": self.H, "VS": self.VS, "CS": self.cs, "NT": self.nt, "BG": self.bg, "BC": self.bc,
-                "CW": self.cw, "PERSIST": int(self.persistent)}
+        return {"H": self.H, "VS": self.VS, "CS": self.cs, "NT": self.nt, "RI": self.ri, "BG": self.bg,
+                "BC": self.bc, "CW": self.cw, "PERSIST": int(self.persistent)}
 
 
-def split_ok(H: int, cs: int, nt: int) -> bool:
-    """Whether H×H splits over cs blocks of nt threads with KL (≤ registers, multiple of 4) per thread."""
-    if H % cs:
+def split_ok(H: int, cs: int, nt: int, ri: int = 1) -> bool:
+    """Whether H×H splits over cs blocks of nt threads, RI rows × KL columns (KL % 4 == 0) per thread."""
+    if H % cs or (H // cs) % ri:
         return False
-    hr = H // cs
-    if hr > nt or nt % hr:
+    rg = H // cs // ri
+    if rg > nt or nt % rg:
         return False
-    ks = nt // hr
+    ks = nt // rg
     if H % ks:
         return False
     kl = H // ks
-    # KL values of M live in registers next to ~48 others; 64K registers per SM, 255 per thread.
-    return kl % 4 == 0 and kl + 48 <= min(255, 65536 // nt)
+    # RI·KL values of M live in registers next to the accumulators and ~40 others; 64K registers
+    # per SM, 255 per thread.
+    return kl % 4 == 0 and ri * kl + 16 + 40 <= min(255, 65536 // nt)
 
 
 def pick_layout(H: int, VS: int, B: int, *, sms: int, split: tuple[int, int] | None = None,
-                persistent: bool = True) -> Layout | None:
+                persistent: bool = True, ri: int | None = None) -> Layout | None:
     """The layout for these shapes on a GPU with `sms` multiprocessors, or None if none fits.
 
     One cluster per group of bg batch rows, with about one block per multiprocessor: bg = ⌈B / (sms / cs)⌉,
-    rounded up to a multiple of the register chunk bc = min(8, bg); very large batches shrink bg
-    until the shared memory fits (the extra clusters then run in further waves).
+    rounded up to a multiple of the register chunk bc; very large batches shrink bg until the shared
+    memory fits (the extra clusters then run in further waves). RI is the largest of 4, 2, 1 that fits.
     """
     cw = next((w for w in (128, 64, 32, 16, 8, 4) if H % w == 0 and VS * w * 4 <= SMEM_STATIC), None)
     if cw is None or H % 4 or B < 1:
         return None
     for cs, nt in ([split] if split else SPLITS):
-        if not split_ok(H, cs, nt):
+        r = next((r for r in ([ri] if ri else (4, 2, 1)) if split_ok(H, cs, nt, r)), None)
+        if r is None:
             continue
         clusters = max(1, sms // cs)
         bg = -(-B // clusters)
-        bc = min(8, bg)
+        bc = min(bg, 8, 16 // r)
         bg = -(-bg // bc) * bc
-        lay = Layout(H, VS, cs, nt, bg, bc, cw, persistent)
+        lay = Layout(H, VS, cs, nt, r, bg, bc, cw, persistent)
         while lay.smem_bytes() > SMEM_OPTIN and lay.bg > lay.bc:
-            lay = Layout(H, VS, cs, nt, max(lay.bc, lay.bg // 2 // lay.bc * lay.bc), lay.bc, cw, persistent)
+            lay = Layout(H, VS, cs, nt, r, max(lay.bc, lay.bg // 2 // lay.bc * lay.bc), lay.bc, cw, persistent)
         if lay.smem_bytes() <= SMEM_OPTIN:
             return lay
     return None
