@@ -85,10 +85,3 @@ def test_learning_rate_schedule_is_applied_per_step():
     want = [lr_at(r["step"] - 1, cfg.lr, schedule="cosine", warmup_steps=5, total_steps=40, min_lr=1e-4)
             for r in res.history]
     assert lrs == pytest.approx(want, rel=1e-12) and 1e-4 < lrs[-1] < 1.2e-4
-
-
-def test_unsupported_fields_are_refused_not_ignored():
-    from charnn.config import ConfigError
-
-    with pytest.raises(ConfigError, match="cell"):
-        quiet(CFG.replace(cell="lstm"))
