@@ -4,6 +4,7 @@ File layout (safetensors): 8-byte little-endian header length n, n bytes of JSON
   arrays    param.<name>          the model parameters (W, U, V, b, c)
             optim.<slot>.<name>   optimizer state (Adam: m, v; SGD with momentum: buf)
             state.h               the hidden state carried into the next batch (B, H), if any
+                                  ((L, S, B, H) for stacked LSTM/GRU/RNN models: charnn.stack)
   metadata  (every value a JSON string) format, format_version, config, vocab, step, epoch,
             batch_index, chars_seen, wall_s, best_val_loss, optimizer, rng, corpus, unigram
 
@@ -30,7 +31,8 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from .config import Config, ConfigError
-from .model import PARAM_NAMES, param_shapes
+from . import stack
+from .model import param_shapes
 from .vocab import Vocab, VocabError
 
 FORMAT = "charnn.checkpoint"
@@ -253,15 +255,28 @@ def _decode_metadata(p: Path, header: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def model_shapes(cfg: Config, vocab_size: int) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
+    """(parameter name -> shape, carried-state shape) of the model `cfg` describes.
+
+    The seed's one-layer RNN has W, U, V, b, c and a (B, H) state; other cells and layer counts have
+    the stacked layout of `charnn.stack` (L{l}.W, L{l}.U, L{l}.b[, L{l}.bn], V, c) and an (L, S, B, H) state.
+    """
+    B, H = cfg.batch_size, cfg.hidden_size
+    if cfg.cell == "rnn" and cfg.layers == 1:
+        return param_shapes(vocab_size, H), (B, H)
+    S = 2 if cfg.cell == "lstm" else 1
+    return stack.param_shapes(vocab_size, H, cell=cfg.cell, layers=cfg.layers), (cfg.layers, S, B, H)
+
+
 def expected_arrays(cfg: Config, vocab_size: int, optim_t: int) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """(required, optional) array name -> shape for a checkpoint of `cfg` and a vocabulary of `vocab_size`."""
-    shapes = param_shapes(vocab_size, cfg.hidden_size)
-    required = {f"param.{k}": shapes[k] for k in PARAM_NAMES}
-    optional: dict[str, tuple[int, ...]] = {"state.h": (cfg.batch_size, cfg.hidden_size)}
+    shapes, state = model_shapes(cfg, vocab_size)
+    required = {f"param.{k}": shapes[k] for k in shapes}
+    optional: dict[str, tuple[int, ...]] = {"state.h": state}
     slots = OPTIM_SLOTS[cfg.optimizer]
     needs_state = optim_t > 0 and (cfg.optimizer == "adam" or cfg.momentum > 0)
     for slot in slots:
-        for k in PARAM_NAMES:
+        for k in shapes:
             (required if needs_state else optional)[f"optim.{slot}.{k}"] = shapes[k]
     return required, optional
 
@@ -332,7 +347,7 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from None
     except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
         raise CheckpointError(f"{p} is damaged: {exc}") from None
-    params = {k: arrays[f"param.{k}"] for k in PARAM_NAMES}
+    params = {k: arrays[f"param.{k}"] for k in model_shapes(cfg, len(vocab))[0]}
     optim_state = {k[len("optim."):]: a for k, a in arrays.items() if k.startswith("optim.")}
     return Checkpoint(
         config=cfg, vocab=vocab, params=params, optim_state=optim_state, optim_hyper=hyper,

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import model
+from . import model, stack
 from .backend import xp_of
 from .vocab import Vocab
 
@@ -41,9 +41,8 @@ def prime(params: Mapping[str, Any], prompt_ids: np.ndarray, batch: int) -> tupl
 
     Returns (h (batch, H), x (batch,) ids or None for an empty prompt), ready for model.generate.
     """
-    W = params["W"]
-    xp = xp_of(W)
-    h = xp.zeros((batch, W.shape[0]), dtype=W.dtype)
+    xp = xp_of(params["V"])
+    h = stack.init_state(params, batch)      # (batch, H), or (L, S, batch, H) for stacked models
     ids = np.asarray(prompt_ids, dtype=np.int64)
     if len(ids) == 0:
         return h, None

@@ -33,8 +33,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, checkpoint, model, runlock
-from .backend import get_xp, to_numpy
+from . import __version__, checkpoint, model, runlock, stack
+from .backend import get_xp, host_copy, to_numpy
 from .checkpoint import Checkpoint
 from .config import Config, ConfigError
 from .corpus import Corpus, unigram_counts
@@ -170,7 +170,6 @@ class Trainer:
         self.progress, self._log, self.handle_signals = progress, log, handle_signals
         self._bar: Any = None
         self._t0: float | None = None
-        _check_supported(cfg)
         corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
         train_ids, val_ids = corpus.split(cfg.train_fraction)
@@ -186,7 +185,8 @@ class Trainer:
                                   beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         self.rng = np.random.default_rng([cfg.seed, 1])    # samples (a stream apart from the init's)
         if start is None:
-            params = model.init_params(V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype))
+            params = model.init_params(V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype),
+                                       cell=cfg.cell, layers=cfg.layers)
             self.h = None
             self.step = self.epoch = self.batch_index = self.chars_seen = 0
             self.wall_before, self.best_val_loss = 0.0, None
@@ -263,7 +263,11 @@ class Trainer:
     def train_step(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """One optimizer step on a (B, T) batch; returns its loss (nats/char)."""
         cfg = self.cfg
-        loss, grads, h_last = model.loss_and_grads(self.params, inputs, targets, self.h)
+        if cfg.dropout > 0:
+            loss, grads, h_last = stack.loss_and_grads(self.params, inputs, targets, self.h,
+                                                       masks=self.dropout_masks(*np.shape(inputs)))
+        else:
+            loss, grads, h_last = model.loss_and_grads(self.params, inputs, targets, self.h)
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss, "the training loss", self._last_path(), self.last_saved_step)
         clip_by_value(grads, -cfg.grad_clip, cfg.grad_clip)
@@ -274,9 +278,23 @@ class Trainer:
         self.h = h_last if cfg.carry_state else None
         return loss
 
+    def dropout_masks(self, B: int, T: int) -> list:
+        """This step's dropout masks, from a generator seeded by (seed, step): resume needs no RNG state."""
+        _, L, _, H = stack.describe(self.params)
+        rng = np.random.default_rng([self.cfg.seed, 2, self.step])
+        masks = stack.dropout_masks(rng, self.cfg.dropout, L, T, B, H, np.dtype(self.cfg.dtype))
+        return [self.xp.asarray(m) for m in masks]
+
     def validate(self) -> float:
-        """Mean loss (nats/char) over the whole validation split, h carried through it."""
-        total, n, _ = model.evaluate(self.params, self.val_ids)
+        """Mean loss (nats/char) over the whole validation split, h carried through it.
+
+        eval_streams > 1 reads the split as that many parallel streams with a warm-up before each
+        (`charnn.stack.evaluate`): much faster for big models, for progress and best-checkpoint choice.
+        """
+        if self.cfg.eval_streams > 1:
+            total, n, _ = stack.evaluate(self.params, self.val_ids, streams=self.cfg.eval_streams)
+        else:
+            total, n, _ = model.evaluate(self.params, self.val_ids)
         val = total / n
         if not math.isfinite(val):
             raise TrainingDiverged(self.step, val, "the validation loss", self._last_path(), self.last_saved_step)
@@ -285,7 +303,9 @@ class Trainer:
     def sample(self, length: int | None = None) -> str:
         """Prompt + `length` characters at the config's temperature (from the run's sampling RNG)."""
         n = self.cfg.sample_length if length is None else length
-        (text,) = generate_text(self.params, self.vocab, self.prompt, n, rng=self.rng,
+        # On a GPU, batch-1 sampling is launch-bound: sample from the CPU copy of the weights.
+        params = self.params if self.xp is np else host_copy(self.params)
+        (text,) = generate_text(params, self.vocab, self.prompt, n, rng=self.rng,
                                 temperature=self.cfg.temperature)
         return self.prompt + text
 
@@ -453,15 +473,6 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-
-
-def _check_supported(cfg: Config) -> None:
-    """Refuse config fields this trainer does not implement yet, rather than silently ignore them."""
-    todo = [f"{k}={getattr(cfg, k)!r}" for k, default in
-            (("cell", "rnn"), ("layers", 1), ("dropout", 0.0), ("eval_streams", 1))
-            if getattr(cfg, k, default) != default]
-    if todo:
-        raise ConfigError(f"the trainer does not support {', '.join(todo)} yet (vanilla RNN, 1 layer only)")
 
 
 # --------------------------------------------------------------------------------------------

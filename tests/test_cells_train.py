@@ -1,0 +1,50 @@
+"""Training, resume, checkpoints, sampling and evaluation with LSTM/GRU stacks, dropout and LR schedules."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charnn import checkpoint, train
+from charnn.config import Config
+from charnn.sample import generate_text
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n\n") * 12
+
+
+def small(cell: str, **kw) -> Config:
+    base = dict(cell=cell, layers=2, dropout=0.2, hidden_size=12, batch_size=4, max_len=20, epochs=1,
+                dtype="float64", sample_length=10, eval_every=7, log_every=5, prompt="Fi")
+    base.update(kw)
+    return Config(**base)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_resume_is_exact_with_dropout_and_schedule(cell, tmp_path):
+    (tmp_path / "c.txt").write_text(TEXT)
+    cfg = small(cell, data=str(tmp_path / "c.txt"), lr_schedule="step", lr_decay=0.5, lr_decay_every=0.25,
+                max_steps=20)
+    train.train(cfg.replace(max_steps=9), tmp_path / "a", progress=False, log=None)
+    ck = checkpoint.load(tmp_path / "a" / "checkpoints" / "last.safetensors")
+    assert ck.h is not None and ck.h.shape == (2, 2 if cell == "lstm" else 1, 4, 12)
+    resumed = train.resume(tmp_path / "a", {"max_steps": 20}, progress=False, log=None)
+    straight = train.train(cfg, tmp_path / "b", progress=False, log=None)
+    for k in straight.params:
+        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+
+
+def test_cosine_schedule_and_best_checkpoint(tmp_path):
+    cfg = small("lstm", lr=1e-2, lr_schedule="cosine", warmup_steps=3, min_lr=1e-3, eval_streams=3)
+    r = train.train(cfg, tmp_path / "run", text=TEXT, progress=False, log=None)
+    lrs = [row["lr"] for row in r.history]
+    assert lrs[-1] < lrs[1] and min(lrs) >= 1e-3 - 1e-12
+    best = checkpoint.load(tmp_path / "run" / "checkpoints" / "best.safetensors")
+    assert best.best_val_loss == pytest.approx(min(row["val_loss"] for row in r.history if "val_loss" in row))
+    assert r.best_val_loss < np.log(len(set(TEXT)))
+    (text,) = generate_text(best.params, best.vocab, "Fi", 25, rng=np.random.default_rng(0), temperature=0.7)
+    assert len(text) == 25 and set(text) <= set(TEXT)
+
+
+def test_dropout_on_the_vanilla_rnn(tmp_path):
+    r = train.train(small("rnn", layers=1, dropout=0.3, max_steps=6), None, text=TEXT, progress=False, log=None)
+    assert set(r.params) == {"W", "U", "V", "b", "c"} and np.isfinite(r.best_val_loss)
