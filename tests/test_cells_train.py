@@ -48,3 +48,41 @@ def test_cosine_schedule_and_best_checkpoint(tmp_path):
 def test_dropout_on_the_vanilla_rnn(tmp_path):
     r = train.train(small("rnn", layers=1, dropout=0.3, max_steps=6), None, text=TEXT, progress=False, log=None)
     assert set(r.params) == {"W", "U", "V", "b", "c"} and np.isfinite(r.best_val_loss)
+
+
+def test_cli_gradcheck_lstm_two_layers(capsys):
+    from charnn.cli import main
+
+    assert main(["gradcheck", "--cell", "lstm", "--layers", "2", "--checks", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "L1.W" in out and "h0" in out and "all gradients match" in out
+
+
+def test_cli_gradcheck_fails_on_a_wrong_gradient(capsys, monkeypatch):
+    from charnn import cells
+    from charnn.cli import main
+
+    real = cells.gru_backward
+
+    def broken(dhs, W, cache):
+        da, dW, dbn, dh0 = real(dhs, W, cache)
+        return da, dW * 1.01, dbn, dh0
+
+    monkeypatch.setattr(cells, "gru_backward", broken)
+    assert main(["gradcheck", "--cell", "gru", "--layers", "2", "--dropout", "0.2", "--checks", "5"]) != 0
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_cli_train_sample_eval_gru(tmp_path, capsys):
+    from charnn.cli import main
+
+    (tmp_path / "c.txt").write_text(TEXT)
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", str(tmp_path / "c.txt"), "--out", run, "--cell", "gru", "--layers", "2",
+                 "--dropout", "0.1", "--hidden-size", "8", "--batch-size", "2", "--max-len", "16",
+                 "--max-steps", "6", "--lr-schedule", "cosine", "--warmup-steps", "2", "--eval-streams", "2",
+                 "--prompt", "Fi", "--sample-length", "5", "--no-progress"]) == 0
+    assert main(["sample", run, "--prompt", "Fi", "--length", "12", "--seed", "3"]) == 0
+    assert main(["eval", run, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"nats_per_char"' in out

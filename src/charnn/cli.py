@@ -26,14 +26,24 @@ class CLIError(Exception):
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
     from . import gradcheck, model
 
+    from . import stack
+
+    if not 0.0 <= args.dropout < 1.0:
+        raise CLIError(f"--dropout must be in [0, 1), got {args.dropout}")
     rng = np.random.default_rng(args.seed)
-    params = model.init_params(args.vocab_size, args.hidden_size, seed=args.seed, dtype=np.float64)
+    params = model.init_params(args.vocab_size, args.hidden_size, seed=args.seed, dtype=np.float64,
+                               cell=args.cell, layers=args.layers)
     inputs = rng.integers(0, args.vocab_size, size=(args.batch_size, args.max_len))
     targets = rng.integers(0, args.vocab_size, size=(args.batch_size, args.max_len))
-    h0 = rng.uniform(-0.5, 0.5, size=(args.batch_size, args.hidden_size))
+    h0 = rng.uniform(-0.5, 0.5, size=stack.init_state(params, args.batch_size).shape)
+    masks = None
+    if args.dropout > 0:   # a fixed mask makes the loss a deterministic function of the parameters
+        masks = stack.dropout_masks(rng, args.dropout, args.layers, args.max_len, args.batch_size,
+                                    args.hidden_size, np.float64)
     max_checks = None if args.all else args.checks
-    rows = gradcheck.gradcheck(params, inputs, targets, h0, max_checks=max_checks, seed=args.seed)
-    print(f"gradient check (float64, vocab {args.vocab_size}, hidden {args.hidden_size}, "
+    rows = gradcheck.gradcheck(params, inputs, targets, h0, max_checks=max_checks, seed=args.seed, masks=masks)
+    print(f"gradient check (float64, {args.cell} × {args.layers} layer(s), dropout {args.dropout:g}, "
+          f"vocab {args.vocab_size}, hidden {args.hidden_size}, "
           f"batch {args.batch_size}, length {args.max_len}; pass if max rel error < {gradcheck.TOLERANCE:g})")
     print(gradcheck.format_table(rows))
     ok = all(r.passed for r in rows)
@@ -61,6 +71,10 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checks", type=_positive_int, default=60, help="elements checked per parameter (random)")
     p.add_argument("--all", action="store_true", help="check every element")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn", help="recurrent cell [rnn]")
+    p.add_argument("--layers", type=_positive_int, default=1, help="stacked layers [1]")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="check through a fixed dropout mask of this rate [0]")
     p.set_defaults(func=_cmd_gradcheck)
 
 
@@ -122,12 +136,23 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
     ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
     ("--device", "device", str, "cpu or cuda [cpu]"),
+    ("--cell", "cell", str, "recurrent cell: rnn (the seed's), lstm or gru [rnn]"),
+    ("--layers", "layers", _whole, "stacked recurrent layers [1]"),
+    ("--dropout", "dropout", _finite_float, "dropout between layers and before the output layer, training only [0]"),
+    ("--lr-schedule", "lr_schedule", str, "constant, step (×lr-decay every lr-decay-every epochs) or cosine [constant]"),
+    ("--warmup-steps", "warmup_steps", _whole, "linear learning-rate warm-up over the first N steps [0]"),
+    ("--lr-decay", "lr_decay", _finite_float, "step schedule: decay factor [0.97]"),
+    ("--lr-decay-every", "lr_decay_every", _finite_float, "step schedule: epochs between decays [1]"),
+    ("--lr-decay-after", "lr_decay_after", _finite_float, "step schedule: epochs before the first decay [0]"),
+    ("--min-lr", "min_lr", _finite_float, "cosine schedule: final learning rate [0]"),
+    ("--eval-streams", "eval_streams", _whole, "validate as N parallel streams with warm-up (faster; 1 = exact) [1]"),
     ("--encoding", "encoding", str, "text encoding of the corpus files, e.g. latin-1 [utf-8]"),
     ("--max-vocab", "max_vocab", _whole, "refuse a corpus with more distinct characters than this [10000]"),
 ]
 
 
-_METAVARS = {"data": "PATH", "optimizer": "adam|sgd", "dtype": "float32|float64", "device": "cpu|cuda"}
+_METAVARS = {"data": "PATH", "optimizer": "adam|sgd", "dtype": "float32|float64", "device": "cpu|cuda",
+             "cell": "rnn|lstm|gru", "lr_schedule": "constant|step|cosine"}
 
 
 def _load_toml(path: str) -> dict[str, Any]:
