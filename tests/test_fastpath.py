@@ -30,8 +30,8 @@ def assert_matches_reference(p, loss, grads, h_last=None, dh0=None, *, rtol=1e-1
 
 @pytest.fixture
 def kernel_mode(monkeypatch):
-    """Choose the path: 'kernel' (compiled loops wherever they apply, sampling at any length) or
-    'numpy' (the pure-NumPy fallback, as with CHARNN_NO_NUMBA=1)."""
+    """Choose the sampling path: 'kernel' (the compiled loop, at any length) or 'numpy' (the
+    pure-NumPy fallback, as with CHARNN_NO_NUMBA=1)."""
     def use(mode):
         if mode == "kernel":
             monkeypatch.delenv("CHARNN_NO_NUMBA", raising=False)
@@ -43,10 +43,8 @@ def kernel_mode(monkeypatch):
     return use
 
 
-@pytest.mark.parametrize("mode", ["numpy", "kernel"])
 @pytest.mark.parametrize("V,H,B,T", SHAPES)
-def test_loss_and_grads_equals_reference_float64(make_problem, kernel_mode, mode, V, H, B, T):
-    kernel_mode(mode)
+def test_loss_and_grads_equals_reference_float64(make_problem, V, H, B, T):
     p = make_problem(V, H, B, T, seed=V + T)
     loss, grads, h_last = model.loss_and_grads(p.params, p.inputs, p.targets, p.h0)
     assert all(g.dtype == np.float64 for g in grads.values())
@@ -99,44 +97,6 @@ def test_reused_workspace_does_not_leak_between_calls(make_problem):
         np.testing.assert_array_equal(first[1][k], kept[k])    # not overwritten by later calls
         np.testing.assert_array_equal(again[1][k], kept[k])
     np.testing.assert_array_equal(again[2], first[2])
-
-
-@pytest.mark.parametrize("B", [1, 3, 6])
-def test_recurrence_kernels_equal_numpy_fallback(make_problem, kernel_mode, B):
-    p = make_problem(13, 10, B, 17, seed=20 + B)
-    results = []
-    for mode in ("kernel", "numpy"):
-        kernel_mode(mode)
-        results.append((model.loss_and_grads(p.params, p.inputs, p.targets, p.h0),
-                        model.evaluate(p.params, p.inputs[0], h0=p.h0[:1], chunk=5)))
-    (ka, ke), (na, ne) = results
-    assert ka[0] == pytest.approx(na[0], rel=1e-13) and ke[0] == pytest.approx(ne[0], rel=1e-13)
-    for k in model.PARAM_NAMES:
-        np.testing.assert_allclose(ka[1][k], na[1][k], rtol=1e-11, atol=1e-14, err_msg=k)
-    np.testing.assert_allclose(ka[2], na[2], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(ke[2], ne[2], rtol=1e-12, atol=1e-14)
-
-
-def test_recurrence_kernel_sources_run_as_plain_python(make_problem):
-    """What numba compiles is itself right: the kernels' Python source against the NumPy loops."""
-    p = make_problem(7, 5, 2, 6, seed=30)
-    W, U, V, b = (p.params[k] for k in ("W", "U", "V", "b"))
-    x = np.ascontiguousarray(p.inputs.T)
-    hx = np.zeros((7, 2, 5 + 7 + 1))
-    hx[0, :, :5] = p.h0
-    kernels._recur_forward_py(W, U.T + b, x, hx)
-    h = p.h0
-    for k in range(6):
-        h = np.tanh(h @ W.T + U.T[x[k]] + b)
-        np.testing.assert_allclose(hx[k + 1, :, :5], h, rtol=1e-13, atol=1e-15)
-    g = np.random.default_rng(0).normal(size=(7, 2, 7 + 5))
-    g[6, :, 7:] = 0
-    expect = g.copy()
-    for k in range(5, -1, -1):
-        dh = expect[k + 1] @ np.concatenate([V, W])
-        expect[k, :, 7:] = (1 - hx[k + 1, :, :5] ** 2) * dh
-    kernels._recur_backward_py(np.concatenate([V, W]).T.copy(), g, hx, 7)
-    np.testing.assert_allclose(g, expect, rtol=1e-12, atol=1e-14)
 
 
 def test_float32_fast_path_close_to_float64_reference(make_problem):

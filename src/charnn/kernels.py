@@ -6,6 +6,10 @@ own dispatch overhead. `generate` runs all n steps in one compiled loop. It comp
 the NumPy path in `charnn.model.generate` computes (same formulas, same uniforms, same inverse-CDF
 rule), so the two agree up to float rounding in the products.
 
+Only sampling uses it. Compiled recurrences for training and evaluation at batch 1 were measured
+too: about 10% faster than NumPy's BLAS calls there, but importing numba adds 60-100 MB to the
+process, which `charnn train` cannot afford (its peak memory is a target), so those stay NumPy.
+
 Optional: without numba installed, or with the environment variable CHARNN_NO_NUMBA=1,
 `available()` is False and callers use their NumPy path. Numba is imported on first use only, so
 importing charnn stays fast.
@@ -107,39 +111,6 @@ def _matvec_py(R: np.ndarray, h: np.ndarray, r: np.ndarray) -> None:
         r[j] = acc
 
 
-def _recur_forward_py(W: np.ndarray, UTb: np.ndarray, x: np.ndarray, hx: np.ndarray) -> None:
-    """The forward recurrence into the augmented rows: hx[k+1, b, :H] = tanh(W h_k + U x_k + b).
-
-    W (H, H); UTb = Uᵀ + b (V, H); x (T, B) ids; hx (T+1, B, ·) with h_0 in hx[0, :, :H].
-    """
-    T, B = x.shape
-    H = W.shape[0]
-    z = np.empty(H, dtype=W.dtype)
-    for k in range(T):
-        for s in range(B):
-            _matvec(W, hx[k, s, :H], z)
-            xs = x[k, s]
-            for j in range(H):
-                hx[k + 1, s, j] = np.tanh(z[j] + UTb[xs, j])
-
-
-def _recur_backward_py(RT: np.ndarray, g: np.ndarray, hx: np.ndarray, Vs: int) -> None:
-    """The backward recurrence: g[k, b, V:] = dz_k = (1 − h_{k+1}²) ⊙ (g[k+1, b] R), k = T−1..0.
-
-    RT = [V; W]ᵀ (H, V+H); g (T+1, B, V+H) rows [do_{k−1} | dz_k]; h_{k+1} = hx[k+1, b, :H].
-    """
-    T = g.shape[0] - 1
-    B = g.shape[1]
-    H = RT.shape[0]
-    dh = np.empty(H, dtype=RT.dtype)
-    for k in range(T - 1, -1, -1):
-        for s in range(B):
-            _matvec(RT, g[k + 1, s], dh)
-            for j in range(H):
-                h = hx[k + 1, s, j]
-                g[k, s, Vs + j] = dh[j] - h * h * dh[j]
-
-
 _matvec = _matvec_py   # replaced by the compiled version in _build()
 
 
@@ -150,24 +121,12 @@ def _build() -> None:
     matvec = nb.njit(cache=True, fastmath={"reassoc", "contract"})(_matvec_py)
     globals()["_matvec"] = matvec
     _compiled["generate"] = nb.njit(cache=True)(_generate_py)
-    _compiled["recur_forward"] = nb.njit(cache=True)(_recur_forward_py)
-    _compiled["recur_backward"] = nb.njit(cache=True)(_recur_backward_py)
 
 
 def _kernel(name: str) -> Callable[..., Any]:
     if name not in _compiled:
         _build()
     return _compiled[name]
-
-
-def recur_forward(W: np.ndarray, UTb: np.ndarray, x: np.ndarray, hx: np.ndarray) -> None:
-    """Compiled `_recur_forward_py` (call only when `available()`)."""
-    _kernel("recur_forward")(W, UTb, x, hx)
-
-
-def recur_backward(RT: np.ndarray, g: np.ndarray, hx: np.ndarray, Vs: int) -> None:
-    """Compiled `_recur_backward_py` (call only when `available()`)."""
-    _kernel("recur_backward")(RT, g, hx, Vs)
 
 
 def generate(R: np.ndarray, UTb: np.ndarray, c: np.ndarray, h: np.ndarray, x: np.ndarray | None,

@@ -150,19 +150,6 @@ def _workspace(xp: Any, B: int, T: int, H: int, Vs: int, dtype: Any) -> _Workspa
     return ws
 
 
-# Batches up to this size run the recurrences in the compiled kernels (charnn.kernels) when numba
-# is available: there a step is a matrix-vector product, and a BLAS call's overhead (and, with
-# several BLAS threads, their wake-ups) costs more than the arithmetic.
-_RECUR_KERNEL_MAX_BATCH = 4
-
-
-def _use_recur_kernel(xp: Any, B: int) -> bool:
-    if xp is not np or B > _RECUR_KERNEL_MAX_BATCH:
-        return False
-    from . import kernels  # noqa: PLC0415 - cheap; numba itself loads on first use
-    return kernels.available()
-
-
 def _check_ids(xp: Any, ids: Any, Vs: int, what: str) -> None:
     # Out-of-range ids would silently land in the wrong column of the augmented rows.
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= Vs):
@@ -191,14 +178,10 @@ def _forward_ws(ws: _Workspace, params: Mapping[str, Any], x: Any, y: Any, h0: A
         hs[0] = 0
     else:
         hs[0] = h0
-    if _use_recur_kernel(xp, B):                         # small B: a compiled loop beats BLAS calls
-        from . import kernels  # noqa: PLC0415
-        kernels.recur_forward(W, A[H:H + Vs] + b, x, hx)
-    else:
-        for k in range(T):                               # the recurrence: one GEMM + tanh per step
-            h = hs[k + 1]
-            xp.matmul(hx[k], A, out=h)                   # W h_{k-1} + U x_k + b
-            xp.tanh(h, out=h)
+    for k in range(T):                                   # the recurrence: one GEMM + tanh per step
+        h = hs[k + 1]
+        xp.matmul(hx[k], A, out=h)                       # W h_{k-1} + U x_k + b
+        xp.tanh(h, out=h)
     # o_t = V h_t + c for all steps in one GEMM, then a stable log-softmax: subtract the row max
     # so exp never overflows; log ŷ[y] = (o[y] − max) − log Σ exp(o − max) stays finite.
     logits = ws.logits
@@ -230,17 +213,13 @@ def _backward_ws(ws: _Workspace, params: Mapping[str, Any]) -> tuple[dict[str, A
     R[:Vs] = V
     R[Vs:] = W
     hs = ws.hs
-    if _use_recur_kernel(xp, B):
-        from . import kernels  # noqa: PLC0415
-        kernels.recur_backward(xp.ascontiguousarray(R.T), g, ws.hx, Vs)
-    else:
-        for k in range(T - 1, -1, -1):
-            dz = g[k, :, Vs:]
-            xp.matmul(g[k + 1], R, out=dz)               # dL/dh_k = Vᵀ do_k + Wᵀ dz_{k+1}
-            h = hs[k + 1]
-            xp.multiply(h, h, out=tmp)                   # dz_k = dL/dh_k − h² ⊙ dL/dh_k
-            tmp *= dz
-            dz -= tmp
+    for k in range(T - 1, -1, -1):
+        dz = g[k, :, Vs:]
+        xp.matmul(g[k + 1], R, out=dz)                   # dL/dh_k = Vᵀ do_k + Wᵀ dz_{k+1}
+        h = hs[k + 1]
+        xp.multiply(h, h, out=tmp)                       # dz_k = dL/dh_k − h² ⊙ dL/dh_k
+        tmp *= dz
+        dz -= tmp
     dh0 = g[0] @ R                                       # do block of g[0] is 0: Wᵀ dz_0
     dh0 *= 1.0 / N
     M = ws.M
