@@ -132,6 +132,9 @@ configs = st.fixed_dictionaries({
     "temperature": st.floats(0.1, 3.0),
     "sample_length": st.integers(0, 6),
     "prompt": st.sampled_from(["", "a", "ab", "zz"]),
+    "cell": st.sampled_from(["rnn", "lstm", "gru"]),
+    "layers": st.integers(1, 2),
+    "dropout": st.sampled_from([0.0, 0.25]),
 })
 
 
