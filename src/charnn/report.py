@@ -400,9 +400,10 @@ def _oneline(s: str) -> str:
 
 def _runs_table(doc: Doc, r: dict[str, Any]) -> None:
     doc.table(["run", "optimizer", "learning rate", f"final train loss ({UNIT})", f"final val loss ({UNIT})",
-               f"best val loss ({UNIT})", "steps to threshold", "words in training text", "wall time (s)"],
+               f"best val loss ({UNIT})", "steps to threshold", f"early train loss ({UNIT})",
+               "words in training text", "wall time (s)"],
               [[run["label"], run["optimizer"], fmt(run["lr"]), fmt(run["final_train_loss"]),
-                fmt(run["final_val_loss"]), fmt(run["best_val_loss"]), steps_fmt(run.get("steps_to_threshold")),
+                fmt(run["final_val_loss"]), fmt(run["best_val_loss"]), steps_fmt(run.get("steps_to_threshold")), fmt(run.get("early_train_loss")),
                 pct(run.get("sample_stats", {}).get("in_train_share")), fmt(run["wall_s"])]
                for run in r["runs"]])
     if any(run.get("val_by_epoch") for run in r["runs"]):
@@ -542,7 +543,7 @@ def meta_from(out_dir: Path) -> dict[str, Any]:
              f"compares measured figures with a stated margin (losses {0.01} {UNIT}, word shares 2 points).")
     keep = ["hidden_size", "batch_size", "max_len", "epochs", "eval_every", "corpus_chars", "seed", "dtype",
             "adam_lr", "low_lr", "sgd_lr_grid", "pilot_steps", "threshold", "smooth_window", "overfit_pairs",
-            "overfit_target", "overfit_max_steps", "overfit_lr", "temperatures", "sample_temperature",
+            "overfit_target", "overfit_max_steps", "overfit_lr", "overfit_hidden_size", "temperatures", "sample_temperature",
             "sample_length", "analyze_length", "analyze_temperature", "prompt"]
     return {"intro": intro, "settings": {k: ", ".join(fmt(x) for x in s[k]) if isinstance(s[k], list) else s[k]
                                          for k in keep if k in s}}
