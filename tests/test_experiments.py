@@ -205,3 +205,13 @@ def test_fmt_and_doc_rendering():
     md, html = doc.to_markdown(), doc.to_html("t")
     assert "| x\\|y | z |" in md and "````text" in md
     assert "<h2>A &lt;b&gt; &amp; c</h2>" in html and "<code>q&lt;</code>" in html
+
+
+def test_share_verdict_is_a_two_standard_error_test():
+    # 30% vs 20% of 1000 words each: se = sqrt(.21/1000 + .16/1000) = 0.0192, z = 5.2
+    assert experiments.share_verdict(0.30, 1000, 0.20, 1000) == experiments.HOLDS
+    assert experiments.share_verdict(0.20, 1000, 0.30, 1000) == experiments.FAILS
+    # 30% vs 25% of 200 words each: se = 0.0445, z = 1.1 -> noise
+    assert experiments.share_verdict(0.30, 200, 0.25, 200) == experiments.UNSURE
+    assert experiments.share_verdict(0.5, 0, 0.2, 10) == experiments.UNSURE
+    assert experiments.share_verdict(1.0, 10, 0.0, 10) == experiments.HOLDS

@@ -39,7 +39,7 @@ NAMES = ("overfit", "optimizers", "lr", "temperature", "analyze")
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 EARLY_FRACTION = 0.1  # "early" train loss: the mean over this leading share of a run's steps
 LOSS_MARGIN = 0.01     # nats/char: smaller differences in loss are noise between runs
-SHARE_MARGIN = 0.02    # 2 percentage points: smaller differences in word shares are sampling noise
+Z_SHARES = 2.0         # word shares differ when the gap exceeds two standard errors (sampling noise)
 
 
 class ExperimentError(ValueError):
@@ -79,7 +79,8 @@ class Settings:
     overfit_hidden_size: int = 256   # the seed's, in quick mode too: a smaller net memorises 20 pairs far slower
     temperatures: tuple[float, ...] = (0.5, 1.0, 1.5)
     sample_temperature: float = 1.5  # the seed's TEMPERATURE, used for the lr experiment's samples
-    sample_length: int = 3000        # characters per temperature / lr sample
+    sample_length: int = 10000       # characters per temperature / lr sample (~2000 words: a share's
+                                     # standard error is then about 1 percentage point)
     analyze_length: int = 10000      # characters of the analyze sample
     analyze_temperature: float = 1.0
     prompt: str = "ROMEO:"
@@ -94,7 +95,7 @@ class Settings:
 
 DEFAULT = Settings()
 QUICK = Settings(name="quick", hidden_size=64, epochs=1, eval_every=600, corpus_chars=200_000,
-                 pilot_steps=400, smooth_window=100, sample_length=1500, analyze_length=3000)
+                 pilot_steps=400, smooth_window=100, sample_length=3000, analyze_length=5000)
 
 
 def settings_for(quick: bool, **changes: Any) -> Settings:
@@ -215,6 +216,21 @@ def claim(claim_text: str, measure: str, measured: str, verdict: str, **values: 
     """One row of the claims table; `values` keeps the raw figures behind `measured`."""
     assert verdict in (HOLDS, FAILS, UNSURE)
     return {"claim": claim_text, "measure": measure, "measured": measured, "verdict": verdict, "values": values}
+
+
+def share_verdict(high: float, n_high: int, low: float, n_low: int) -> str:
+    """Verdict on "share `high` is larger than share `low`" (shares of n_high and n_low words).
+
+    Two-proportion z statistic z = (high − low) / √(high(1−high)/n_high + low(1−low)/n_low):
+    holds when z > 2, does not hold when z < −2, inconclusive in between (sampling noise).
+    """
+    if n_high < 1 or n_low < 1:
+        return UNSURE
+    se = math.sqrt(high * (1 - high) / n_high + low * (1 - low) / n_low)
+    if se == 0:
+        return HOLDS if high > low else FAILS if high < low else UNSURE
+    z = (high - low) / se
+    return HOLDS if z > Z_SHARES else FAILS if z < -Z_SHARES else UNSURE
 
 
 def f4(x: float | None) -> str:
@@ -542,12 +558,12 @@ def lr(ctx: Context, out: Path) -> dict[str, Any]:
         v1 = UNSURE
     else:
         v1 = HOLDS if hv > lv + LOSS_MARGIN else FAILS if hv < lv - LOSS_MARGIN else UNSURE
-    hs = (hi.get("sample_stats") or {}).get("in_train_share")
-    ls = (lo.get("sample_stats") or {}).get("in_train_share")
+    hstats, lstats = hi.get("sample_stats") or {}, lo.get("sample_stats") or {}
+    hs, ls = hstats.get("in_train_share"), lstats.get("in_train_share")
     if hs is None or ls is None:
         v2 = UNSURE
     else:
-        v2 = HOLDS if hs < ls - SHARE_MARGIN else FAILS if hs > ls + SHARE_MARGIN else UNSURE
+        v2 = share_verdict(ls, lstats["words"], hs, hstats["words"])
     res = {
         "experiment": "lr",
         "description": (f"Adam from the same initial weights on the same batches at lr {s.adam_lr:g} and "
@@ -562,7 +578,8 @@ def lr(ctx: Context, out: Path) -> dict[str, Any]:
                   f"final validation loss ({UNIT})",
                   f"lr {s.adam_lr:g}: {f4(hv)}; lr {s.low_lr:g}: {f4(lv)}", v1, hi_val=hv, lo_val=lv),
             claim(f"At LR {s.adam_lr:g} the generated text is rubbish, at {s.low_lr:g} it is good",
-                  f"share of generated words found in the training text (T = {s.sample_temperature:g})",
+                  f"share of generated words found in the training text (T = {s.sample_temperature:g}); "
+                  f"lower = by over two standard errors",
                   f"lr {s.adam_lr:g}: {p1(hs)}; lr {s.low_lr:g}: {p1(ls)}", v2, hi_share=hs, lo_share=ls),
         ],
     }
@@ -637,8 +654,10 @@ def temperature(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict
     above = [t for t in s.temperatures if t > 1]
     at_most_1 = [t for t in s.temperatures if t <= 1]
     if above and at_most_1:
-        gap = min(errs[t] for t in above) - max(errs[t] for t in at_most_1)
-        v2 = HOLDS if gap > SHARE_MARGIN else FAILS if gap < -SHARE_MARGIN else UNSURE
+        # the least error-prone T > 1 against the most error-prone T <= 1
+        t_hi = min(above, key=lambda t: errs[t])
+        t_lo = max(at_most_1, key=lambda t: errs[t])
+        v2 = share_verdict(errs[t_hi], by_t[t_hi]["words"], errs[t_lo], by_t[t_lo]["words"])
     else:
         v2 = UNSURE
     res = {
@@ -654,7 +673,8 @@ def temperature(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict
                   f"{reference['stats']['mid_word_caps_per_1000']:.3g}",
                   v1, caps_lo=caps_lo, caps_hi=caps_hi),
             claim("The model makes more errors when T > 1",
-                  "share of generated words not found in the training text (misspellings)",
+                  "share of generated words not found in the training text (misspellings); more = "
+                  "larger by over two standard errors",
                   "; ".join(f"T = {t:g}: {p1(errs[t])}" for t in s.temperatures),
                   v2, errors={f"{t:g}": errs[t] for t in s.temperatures}),
         ],

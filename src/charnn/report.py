@@ -40,6 +40,7 @@ TITLES = {
     "analyze": "5. Analysis of the best model's text",
 }
 UNIT = "nats/char"
+SHOW_CHARS = 1500   # characters of each sample printed in the report (statistics use the whole sample)
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,7 +426,7 @@ def _section_runs(doc: Doc, r: dict[str, Any]) -> None:
         if run.get("sample") is not None:
             doc.p(f"Sample from **{run['label']}** (prompt `{_oneline(r['prompt'])}`, temperature "
                   f"{fmt(r['sample_temperature'])}):")
-            doc.pre(r["prompt"] + run["sample"])
+            doc.pre(r["prompt"] + run["sample"][:SHOW_CHARS])
 
 
 def _stats_table(doc: Doc, named: list[tuple[str, dict[str, Any]]]) -> None:
@@ -452,8 +453,9 @@ def _section_temperature(doc: Doc, r: dict[str, Any]) -> None:
     _stats_table(doc, named)
     _pairs_table(doc, named)
     for s in r["samples"]:
-        doc.p(f"**{s['label']}** (first {fmt(len(s['text']))} characters shown):")
-        doc.pre(r["prompt"] + s["text"])
+        doc.p(f"**{s['label']}** (first {fmt(min(SHOW_CHARS, len(s['text'])))} of {fmt(len(s['text']))} "
+              f"characters):")
+        doc.pre(r["prompt"] + s["text"][:SHOW_CHARS])
 
 
 def _section_analyze(doc: Doc, r: dict[str, Any]) -> None:
@@ -470,8 +472,8 @@ def _section_analyze(doc: Doc, r: dict[str, Any]) -> None:
           f"{fmt(o['distinct_new'])} new ({pct(o['copied_share_distinct'])} copied).")
     doc.table(["most frequent copied words", "count"], [[f"`{w}`", fmt(n)] for w, n in o["top_copied"][:15]])
     doc.table(["most frequent new (invented) words", "count"], [[f"`{w}`", fmt(n)] for w, n in o["top_new"][:15]])
-    doc.p("The long sample (first 2000 characters):")
-    doc.pre(r["prompt"] + r["sample"][:2000])
+    doc.p(f"The long sample (first {fmt(SHOW_CHARS)} characters):")
+    doc.pre(r["prompt"] + r["sample"][:SHOW_CHARS])
 
 
 SECTION_WRITERS = {
@@ -540,7 +542,9 @@ def meta_from(out_dir: Path) -> dict[str, Any]:
              f"{info['train_chars']:,} train / {info['val_chars']:,} validation). Settings: **{s['name']}** "
              f"(`charnn reproduce{' --quick' if s['name'] == 'quick' else ''}`); wall time of the experiments "
              f"{info['wall_s']:.0f} s. Losses are mean cross-entropy in {UNIT} (natural log). Each verdict "
-             f"compares measured figures with a stated margin (losses {0.01} {UNIT}, word shares 2 points).")
+             f"compares measured figures with a stated margin: losses must differ by more than 0.01 {UNIT}, word "
+             f"shares by more than two standard errors (a two-proportion z test); samples are shown up to "
+             f"{SHOW_CHARS:,} characters but measured in full.")
     keep = ["hidden_size", "batch_size", "max_len", "epochs", "eval_every", "corpus_chars", "seed", "dtype",
             "adam_lr", "low_lr", "sgd_lr_grid", "pilot_steps", "threshold", "smooth_window", "overfit_pairs",
             "overfit_target", "overfit_max_steps", "overfit_lr", "overfit_hidden_size", "temperatures", "sample_temperature",
