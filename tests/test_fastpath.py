@@ -272,3 +272,39 @@ def test_generate_does_not_modify_the_callers_state():
     h_before = h.copy()
     model.generate(params, h, x, 10, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(h, h_before)
+
+
+# -- batch sharding over threads ------------------------------------------------------------
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_sharded_batch_equals_reference(make_problem, monkeypatch, shards):
+    monkeypatch.setattr(model, "_num_shards", lambda xp, B: shards)
+    p = make_problem(13, 8, 7, 11, seed=50 + shards)            # 7 rows: uneven shards
+    loss, grads, h_last = model.loss_and_grads(p.params, p.inputs, p.targets, p.h0)
+    _, _, dh0 = model.loss_grads_dh0(p.params, p.inputs, p.targets, p.h0)
+    assert h_last.shape == (7, 8) and dh0.shape == (7, 8)
+    assert_matches_reference(p, loss, grads, h_last, dh0)
+    loss0, grads0, h0_last = model.loss_and_grads(p.params, p.inputs, p.targets, None)
+    p.h0[...] = 0
+    assert_matches_reference(p, loss0, grads0, h0_last)
+
+
+def test_sharding_restores_blas_threads_and_reports_errors(make_problem, monkeypatch):
+    monkeypatch.setattr(model, "_num_shards", lambda xp, B: 2)
+    before = [lc.num_threads for lc in model._blas_controllers()]
+    p = make_problem(13, 8, 6, 5, seed=60)
+    bad = p.targets.copy()
+    bad[5, 0] = 13                                               # in the second shard
+    with pytest.raises(IndexError):
+        model.loss_and_grads(p.params, p.inputs, bad, p.h0)
+    assert [lc.num_threads for lc in model._blas_controllers()] == before
+
+
+def test_shard_count_follows_the_blas_thread_limit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    assert model._num_shards(np, 4) == 1                         # too few rows to split
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert model._num_shards(np, 128) == 1
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        threads = min(lc.num_threads for lc in model._blas_controllers())
+        assert model._num_shards(np, 128) == min(threads, 2)
