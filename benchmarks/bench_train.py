@@ -20,6 +20,7 @@ import os
 import platform
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -123,7 +124,29 @@ def sgemm_rate(B: int = 128, reps: int = 30) -> float:
     return 2.0 * B * H * H / statistics.median(times) / 1e9
 
 
-def bench_batch(B: int, reps: int, seconds: float, V: int) -> dict:
+def sgemm_rate_threads(B: int = 128, threads: int = 2, reps: int = 5) -> float:
+    """GFLOP/s of the same (B×H)@(H×H) work split into `threads` row blocks that run in parallel
+    Python threads with single-threaded BLAS: the machine limit for charnn's sharded batches."""
+    rng = np.random.default_rng(0)
+    rows = B // threads
+    blocks = [(rng.standard_normal((rows, H), dtype=np.float32), rng.standard_normal((H, H), dtype=np.float32),
+               np.empty((rows, H), dtype=np.float32)) for _ in range(threads)]
+    inner = 50
+
+    def work(i: int) -> None:
+        a, w, out = blocks[i]
+        for _ in range(inner):
+            np.matmul(a, w, out=out)
+    times = []
+    with threadpoolctl.threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            list(pool.map(work, range(threads)))
+            times.append((time.perf_counter() - t0) / inner)
+    return 2.0 * rows * threads * H * H / statistics.median(times) / 1e9
+
+
+def bench_batch(B: int, reps: int, seconds: float, V: int, threads: int) -> dict:
     batches = make_batches(B, 8)
     sides = {"charnn": charnn_stepper(V, batches), "torch": torch_stepper(V, batches)}
     n_steps = {}
@@ -133,12 +156,14 @@ def bench_batch(B: int, reps: int, seconds: float, V: int) -> dict:
         n_steps[name] = max(2, int(seconds / max(time_steps(step, 2), 1e-6)))
     rates: dict[str, list[float]] = {name: [] for name in sides}
     gemm: list[float] = []
+    gemm_threads: list[float] = []
     for r in range(reps):
         order = list(sides) if r % 2 == 0 else list(sides)[::-1]
         for name in order:
             rates[name].append(B * T / time_steps(sides[name], n_steps[name]))
         if B == 128:
             gemm.append(sgemm_rate(B, reps=5))
+            gemm_threads.append(sgemm_rate_threads(B, threads, reps=5))
     res = {"B": B, "reps": reps, "steps_per_rep": n_steps,
            "charnn_chars_per_s": statistics.median(rates["charnn"]),
            "torch_chars_per_s": statistics.median(rates["torch"]),
@@ -152,6 +177,8 @@ def bench_batch(B: int, reps: int, seconds: float, V: int) -> dict:
         res["pct_of_sgemm"] = 100.0 * res["charnn_model_gflops"] / res["sgemm_gflops"]
         res["pct_of_sgemm_per_rep_median"] = statistics.median(
             100.0 * c * flops / 1e9 / g for c, g in zip(rates["charnn"], gemm))
+        res["sgemm_threads_gflops"] = statistics.median(gemm_threads)
+        res["pct_of_sgemm_threads"] = 100.0 * res["charnn_model_gflops"] / res["sgemm_threads_gflops"]
     return res
 
 
@@ -173,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.reps} alternating repetitions, medians")
     results = []
     for B in (int(b) for b in args.batch_sizes.split(",")):
-        res = bench_batch(B, args.reps, args.seconds, V)
+        res = bench_batch(B, args.reps, args.seconds, V, args.threads)
         results.append(res)
         print(f"B={B:<4d} charnn {res['charnn_chars_per_s']:>9,.0f} chars/s   torch {res['torch_chars_per_s']:>9,.0f}"
               f" chars/s   ratio {res['ratio_of_medians']:.2f} (median of per-rep ratios {res['median_of_ratios']:.2f})",
@@ -183,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{res['charnn_model_gflops']:.0f} GFLOP/s of model FLOPs "
                   f"({model_flops_per_char(H, V) / 1e6:.3f} MFLOP/char) = {res['pct_of_sgemm']:.0f}% of sgemm "
                   f"(per-rep median {res['pct_of_sgemm_per_rep_median']:.0f}%)", flush=True)
+            print(f"       the same GEMM as {args.threads} row blocks in parallel threads, 1 BLAS thread each: "
+                  f"{res['sgemm_threads_gflops']:.0f} GFLOP/s; charnn = {res['pct_of_sgemm_threads']:.0f}% of that", flush=True)
     print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     out = {"machine": lines, "results": results, "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.json:
