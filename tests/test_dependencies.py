@@ -19,6 +19,7 @@ LAYER = {
     "data": 2,
     "model": 2,
     "optim": 2,
+    "encoded": 2.5,  # large corpora encoded to a file and memory-mapped; uses data, used by corpus
     "gradcheck": 3,
     "reference": 3,
     "checkpoint": 3,
@@ -34,7 +35,7 @@ LAYER = {
     "cli": 7,
 }
 ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule", "kernels"}
+          "cells", "stack", "schedule", "kernels", "encoded"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

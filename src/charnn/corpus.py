@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import encoded
 from .data import DataError, checksum, default_corpus_path, encode_corpus, read_corpus, split
 from .vocab import Vocab
 
@@ -41,9 +42,13 @@ class Corpus:
         """Read a file or a folder of .txt files ("" or None: the embedded Tiny Shakespeare).
 
         `encoding` decodes the files; `byte_level` makes every byte one symbol instead (vocabulary <= 256).
+        A corpus larger than `encoded.MMAP_THRESHOLD_BYTES` is encoded once to a file and memory-mapped.
         """
-        text = read_corpus(path or None, encoding=encoding, byte_level=byte_level)
         shown = str(Path(path).resolve()) if path else ""
+        if path and encoded.source_bytes(path) > encoded.MMAP_THRESHOLD_BYTES:   # never a Python string
+            vocab, ids, sha256 = encoded.load_encoded(path, encoding=encoding, byte_level=byte_level, vocab=vocab)
+            return cls(vocab=vocab, ids=ids, path=shown, sha256=sha256)
+        text = read_corpus(path or None, encoding=encoding, byte_level=byte_level)
         return cls.from_text(text, path=shown, vocab=vocab)
 
     def check_vocab_size(self, max_vocab: int) -> None:
@@ -73,7 +78,11 @@ class Corpus:
 
 def unigram_counts(ids: np.ndarray, vocab_size: int) -> np.ndarray:
     """How often each id occurs in `ids` (the unigram baseline's statistics)."""
-    return np.bincount(np.asarray(ids, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    step = 1 << 22                      # in slices: an int64 copy of a whole large corpus is 8 bytes/char
+    for s in range(0, len(ids), step):
+        counts += np.bincount(np.asarray(ids[s:s + step], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    return counts
 
 
 def unigram_nats(counts: np.ndarray, targets: np.ndarray) -> float:
