@@ -105,8 +105,9 @@ def test_run_figures_match_their_metrics_jsonl(repro, name):
         assert cells[3] == report.fmt(run["final_train_loss"])
         assert cells[4] == report.fmt(run["final_val_loss"])
         assert cells[5] == report.fmt(run["best_val_loss"])
-        assert cells[6] == report.steps_fmt(run["steps_to_threshold"])
-        assert cells[7] == report.fmt(run["early_train_loss"])
+        assert cells[6] == report.fmt(run["worst_val_loss"]) and run["worst_val_loss"] == max(vals)
+        assert cells[7] == report.steps_fmt(run["steps_to_threshold"])
+        assert cells[8] == report.fmt(run["early_train_loss"])
         losses = [x["train_loss"] for x in rows]   # windows of log_every steps: the early mean agrees roughly
         assert run["early_train_loss"] == pytest.approx(sum(losses[: max(1, len(losses) // 10)])
                                                         / max(1, len(losses) // 10), rel=0.05)
@@ -118,7 +119,7 @@ def test_run_figures_match_their_metrics_jsonl(repro, name):
     else:
         for run in r["runs"]:
             assert run["sample_stats"] == textstats.text_stats(run["sample"], _train_words(out)).to_dict()
-            assert table_row(section, run["label"])[8] == report.pct(run["sample_stats"]["in_train_share"])
+            assert table_row(section, run["label"])[9] == report.pct(run["sample_stats"]["in_train_share"])
 
 
 def _train_words(out):

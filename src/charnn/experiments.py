@@ -285,6 +285,7 @@ def train_run(ctx: Context, exp_dir: Path, name: str, label: str, *, sample: boo
     losses: list[float] = []
     epochs: list[int] = []
     val_by_epoch: list[float] = []
+    val_points: list[float] = []
 
     def on_event(event: str, rec: dict) -> None:
         if event == "step":
@@ -293,6 +294,8 @@ def train_run(ctx: Context, exp_dir: Path, name: str, label: str, *, sample: boo
             ctx.tick()
         elif event == "epoch":
             val_by_epoch.append(float(rec["val_loss"]))
+        elif event == "eval":
+            val_points.append(float(rec["val_loss"]))
 
     run_dir = exp_dir / "runs" / name if keep else None
     t0 = time.perf_counter()
@@ -315,6 +318,7 @@ def train_run(ctx: Context, exp_dir: Path, name: str, label: str, *, sample: boo
         "steps": steps, "diverged": diverged,
         "final_train_loss": float(np.mean(finite[-w:])) if finite else None,
         "final_val_loss": final_val, "best_val_loss": best_val,
+        "worst_val_loss": max(val_points) if val_points else None,   # the highest point: overshoot shows here
         "steps_to_threshold": steps_to_threshold(losses, ctx.settings.threshold, ctx.settings.smooth_window),
         "early_train_loss": (float(np.mean(losses[: max(1, int(EARLY_FRACTION * planned))]))
                              if losses and not diverged else None),
@@ -576,7 +580,9 @@ def lr(ctx: Context, out: Path) -> dict[str, Any]:
         "claims": [
             claim(f"At LR {s.adam_lr:g} the loss overshoots (LR {s.low_lr:g} learns better)",
                   f"final validation loss ({UNIT})",
-                  f"lr {s.adam_lr:g}: {f4(hv)}; lr {s.low_lr:g}: {f4(lv)}", v1, hi_val=hv, lo_val=lv),
+                  f"lr {s.adam_lr:g}: {f4(hv)} (highest during training {f4(hi['worst_val_loss'])}); "
+                  f"lr {s.low_lr:g}: {f4(lv)} (highest {f4(lo['worst_val_loss'])})", v1, hi_val=hv, lo_val=lv,
+                  hi_worst=hi["worst_val_loss"], lo_worst=lo["worst_val_loss"]),
             claim(f"At LR {s.adam_lr:g} the generated text is rubbish, at {s.low_lr:g} it is good",
                   f"share of generated words found in the training text (T = {s.sample_temperature:g}); "
                   f"lower = by over two standard errors",

@@ -401,10 +401,10 @@ def _oneline(s: str) -> str:
 
 def _runs_table(doc: Doc, r: dict[str, Any]) -> None:
     doc.table(["run", "optimizer", "learning rate", f"final train loss ({UNIT})", f"final val loss ({UNIT})",
-               f"best val loss ({UNIT})", "steps to threshold", f"early train loss ({UNIT})",
+               f"best val loss ({UNIT})", f"highest val loss ({UNIT})", "steps to threshold", f"early train loss ({UNIT})",
                "words in training text", "wall time (s)"],
               [[run["label"], run["optimizer"], fmt(run["lr"]), fmt(run["final_train_loss"]),
-                fmt(run["final_val_loss"]), fmt(run["best_val_loss"]), steps_fmt(run.get("steps_to_threshold")), fmt(run.get("early_train_loss")),
+                fmt(run["final_val_loss"]), fmt(run["best_val_loss"]), fmt(run.get("worst_val_loss")), steps_fmt(run.get("steps_to_threshold")), fmt(run.get("early_train_loss")),
                 pct(run.get("sample_stats", {}).get("in_train_share")), fmt(run["wall_s"])]
                for run in r["runs"]])
     if any(run.get("val_by_epoch") for run in r["runs"]):
