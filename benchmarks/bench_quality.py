@@ -59,7 +59,7 @@ def set_evals(n: int) -> None:
 
 def blas_summary() -> str:
     info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return "; ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('num_threads')} threads" for i in info)
+    return "; ".join(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} {i.get('num_threads')} threads" for i in info)
 
 
 def load_avg() -> float:
