@@ -398,6 +398,7 @@ def evaluate(params: Mapping[str, Any], ids: Any, *, h0: Any = None, chunk: int 
     Lmax = X.shape[0]
     state = _internal_state(params, None, streams)
     total = 0.0
+    chunk = max(16, min(chunk, 4096 // streams))   # bounds the (chunk, streams, G·H) buffers (~30 MB at H=512)
     for i in range(0, Lmax, chunk):
         e = min(i + chunk, Lmax)
         nll, state = _nll(params, X[i:e], Y[i:e], state)
