@@ -131,7 +131,7 @@ def sgemm_rate_threads(B: int = 128, threads: int = 2, reps: int = 5) -> float:
     rows = B // threads
     blocks = [(rng.standard_normal((rows, H), dtype=np.float32), rng.standard_normal((H, H), dtype=np.float32),
                np.empty((rows, H), dtype=np.float32)) for _ in range(threads)]
-    inner = 50
+    inner = 200
 
     def work(i: int) -> None:
         a, w, out = blocks[i]
