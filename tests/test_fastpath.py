@@ -308,3 +308,17 @@ def test_shard_count_follows_the_blas_thread_limit():
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         threads = min(lc.num_threads for lc in model._blas_controllers())
         assert model._num_shards(np, 128) == min(threads, 2)
+
+
+def test_concurrent_callers_restore_blas_threads(make_problem):
+    """Several threads training at once (each sharding or single-threading BLAS) leave the BLAS
+    thread counts as they found them, and each gets its own correct result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = [lc.num_threads for lc in model._blas_controllers()]
+    problems = [make_problem(13, 8, 16 + 3 * i, 6, seed=70 + i) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda p: model.loss_and_grads(p.params, p.inputs, p.targets, p.h0), problems * 3))
+    assert [lc.num_threads for lc in model._blas_controllers()] == before
+    for p, (loss, grads, h_last) in zip(problems * 3, results):
+        assert_matches_reference(p, loss, grads, h_last)

@@ -44,11 +44,11 @@ class Corpus:
         `encoding` decodes the files; `byte_level` makes every byte one symbol instead (vocabulary <= 256).
         A corpus larger than `encoded.MMAP_THRESHOLD_BYTES` is encoded once to a file and memory-mapped.
         """
-        shown = str(Path(path).resolve()) if path else ""
         if path and encoded.source_bytes(path) > encoded.MMAP_THRESHOLD_BYTES:   # never a Python string
             vocab, ids, sha256 = encoded.load_encoded(path, encoding=encoding, byte_level=byte_level, vocab=vocab)
-            return cls(vocab=vocab, ids=ids, path=shown, sha256=sha256)
+            return cls(vocab=vocab, ids=ids, path=str(Path(path).resolve()), sha256=sha256)
         text = read_corpus(path or None, encoding=encoding, byte_level=byte_level)
+        shown = str(Path(path).resolve()) if path else ""
         return cls.from_text(text, path=shown, vocab=vocab)
 
     def check_vocab_size(self, max_vocab: int) -> None:

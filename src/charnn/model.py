@@ -353,19 +353,33 @@ def _blas_controllers() -> list:
     return _blas or []
 
 
+_blas_owner = threading.Lock()   # held by the one call that has changed the BLAS thread count
+
+
 @contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """NumPy's BLAS limited to one thread inside the block (restored after, even on errors)."""
-    limits = [(lc, lc.num_threads) for lc in _blas_controllers()]
-    for lc, n in limits:
-        if n != 1:
-            lc.set_num_threads(1)
+def _single_threaded_blas() -> Iterator[bool]:
+    """NumPy's BLAS limited to one thread inside the block, restored after (even on errors).
+
+    Yields whether this call holds the limit. One call at a time does: the thread count is saved
+    and restored by that same thread (OpenBLAS does not reliably take a restore from another
+    thread). A call made meanwhile from another thread leaves the setting alone and yields False.
+    """
+    if not _blas_owner.acquire(blocking=False):
+        yield False
+        return
     try:
-        yield
-    finally:
-        for lc, n in limits:
+        saved = [(lc, lc.num_threads) for lc in _blas_controllers()]
+        for lc, n in saved:
             if n != 1:
-                lc.set_num_threads(n)
+                lc.set_num_threads(1)
+        try:
+            yield True
+        finally:
+            for lc, n in saved:
+                if n != 1:
+                    lc.set_num_threads(n)
+    finally:
+        _blas_owner.release()
 
 
 def _num_shards(xp: Any, B: int) -> int:
@@ -415,12 +429,15 @@ def _loss_grads_all(params: Mapping[str, Any], inputs: Any, targets: Any, h0: An
             h0 = xp.broadcast_to(xp.asarray(h0), (B, H))
         cut = [B * i // P for i in range(P + 1)]
         args = [(params, inputs[a:b], targets[a:b], None if h0 is None else h0[a:b]) for a, b in zip(cut, cut[1:])]
-        with _single_threaded_blas():
-            futures = [_executor(P - 1).submit(_shard, *a) for a in args[1:]]
-            try:
-                parts = [_shard(*args[0])]                # the calling thread takes shard 0
-            finally:
-                parts += [f.result() for f in futures]
+        with _single_threaded_blas() as owner:
+            if not owner:                                 # another thread is sharding right now
+                P, parts = 1, [_shard(params, inputs, targets, h0)]
+            else:
+                futures = [_executor(P - 1).submit(_shard, *a) for a in args[1:]]
+                try:
+                    parts = [_shard(*args[0])]            # the calling thread takes shard 0
+                finally:
+                    parts += [f.result() for f in futures]
     scale = 1.0 / (B * T)
     M = parts[0][1]
     if P > 1:
