@@ -86,3 +86,14 @@ def test_cli_train_sample_eval_gru(tmp_path, capsys):
     assert main(["eval", run, "--json"]) == 0
     out = capsys.readouterr().out
     assert '"nats_per_char"' in out
+
+
+def test_best_cpu_preset_is_a_valid_config():
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "best-cpu.toml"
+    with open(path, "rb") as f:
+        cfg = Config.from_dict(tomllib.load(f))
+    assert (cfg.cell, cfg.layers, cfg.lr_schedule) == ("lstm", 2, "cosine") and 0 < cfg.dropout < 1
+    assert cfg.max_steps > 0 and cfg.eval_streams > 1
