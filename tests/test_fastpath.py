@@ -322,3 +322,11 @@ def test_concurrent_callers_restore_blas_threads(make_problem):
     assert [lc.num_threads for lc in model._blas_controllers()] == before
     for p, (loss, grads, h_last) in zip(problems * 3, results):
         assert_matches_reference(p, loss, grads, h_last)
+
+
+@pytest.mark.parametrize("mode", ["numpy", "kernel"])
+def test_generate_rejects_out_of_range_prompt_ids(kernel_mode, mode):
+    kernel_mode(mode)
+    params, h, _ = gen_problem(1, True)
+    with pytest.raises(IndexError):
+        model.generate(params, h, np.array([17]), 10, rng=np.random.default_rng(0))

@@ -520,6 +520,9 @@ def generate(params: Mapping[str, Any], h: Any, x: Any, n: int, *, rng: np.rando
     h = xp.array(h, dtype=W.dtype)                       # our own copy: updated in place below
     if n <= 0:
         return np.empty((B, 0), dtype=np.int64), h
+    if x is not None:
+        x = xp.asarray(x)
+        _check_ids(xp, x, Vs, "prompt")                  # the compiled loop does not bounds-check
     u = None if greedy else rng.random((n, B))           # same stream as n calls of rng.random(B)
     UTb = xp.ascontiguousarray(U.T) + b                  # (V, H): row x is U x + b
     R = xp.ascontiguousarray(xp.concatenate([W, V], axis=0))   # (H+V, H): R h = [W h | V h]
