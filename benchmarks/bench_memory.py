@@ -4,7 +4,7 @@ Both run as child processes on Tiny Shakespeare at batch 128, T=100, H=256, floa
 ±5, for --steps optimizer steps, then validate over the validation split and sample 300
 characters, as `charnn train --max-steps` does. Peak RSS is each child's own ru_maxrss (wait4).
 
-    python benchmarks/bench_memory.py [--steps 30]
+    python benchmarks/bench_memory.py [--steps 30] [--reps 2] [--threads 2]
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 TORCH_SCRIPT = r'''
 import sys, torch, torch.nn.functional as F
 from charnn.data import default_corpus_path
-steps = int(sys.argv[1]); B, T, H = 128, 100, 256
-torch.set_num_threads(2); torch.manual_seed(42)
+steps, threads = int(sys.argv[1]), int(sys.argv[2]); B, T, H = 128, 100, 256
+torch.set_num_threads(threads); torch.manual_seed(42)
 text = open(default_corpus_path(), encoding="utf-8").read()
 chars = sorted(set(text)); V = len(chars); stoi = {c: i for i, c in enumerate(chars)}
 ids = torch.tensor([stoi[c] for c in text], dtype=torch.long)
@@ -52,10 +52,11 @@ print(f"val loss {total / (len(val) - 1):.3f}")
 '''
 
 
-def run_child(cmd: list[str]) -> tuple[float, float, int]:
+def run_child(cmd: list[str], threads: int) -> tuple[float, float, int]:
     """(peak RSS in MiB, wall seconds, exit status) of one child process."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="threads of both children [2]; on a busy machine 1 keeps PyTorch's batch-1 "
+                         "validation from crawling (peak memory barely depends on it)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="charnn-mem-"))
     script = tmp / "torch_train.py"
@@ -81,10 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
     peaks: dict[str, list[float]] = {"charnn": [], "torch": []}
     try:
         for r in range(args.reps):
-            rss, wall, _ = run_child(charnn_command(tmp / f"run{r}", args.steps))
+            rss, wall, _ = run_child(charnn_command(tmp / f"run{r}", args.steps), args.threads)
             peaks["charnn"].append(rss)
             print(f"charnn train: peak RSS {rss:7.1f} MiB ({wall:.1f} s)", flush=True)
-            rss, wall, _ = run_child([sys.executable, str(script), str(args.steps)])
+            rss, wall, _ = run_child([sys.executable, str(script), str(args.steps), str(args.threads)], args.threads)
             peaks["torch"].append(rss)
             print(f"PyTorch:      peak RSS {rss:7.1f} MiB ({wall:.1f} s)", flush=True)
     finally:
