@@ -273,3 +273,14 @@ def test_fuzzed_bytes_load_or_are_a_checkpoint_error(good, tmp_path, data):
         checkpoint.load(p)
     except CheckpointError:
         pass
+
+
+def test_numba_never_uses_its_pickle_based_disk_cache():
+    # Numba's cache=True writes and later unpickles index files under __pycache__.
+    import re
+    from pathlib import Path
+
+    import charnn
+
+    for f in Path(charnn.__file__).parent.rglob("*.py"):
+        assert not re.search(r"cache\s*=\s*True", f.read_text()), f

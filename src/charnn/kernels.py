@@ -118,9 +118,11 @@ def _build() -> None:
     nb = _numba
     # reassoc/contract only: lets the dot products vectorise without assuming away inf/NaN
     # (top-k masking relies on −inf).
-    matvec = nb.njit(cache=True, fastmath={"reassoc", "contract"})(_matvec_py)
+    # cache=False: Numba's on-disk cache stores pickled index files, and charnn reads no pickle
+    # from disk anywhere; compiling costs about a second once per process.
+    matvec = nb.njit(cache=False, fastmath={"reassoc", "contract"})(_matvec_py)
     globals()["_matvec"] = matvec
-    _compiled["generate"] = nb.njit(cache=True)(_generate_py)
+    _compiled["generate"] = nb.njit(cache=False)(_generate_py)
 
 
 def _kernel(name: str) -> Callable[..., Any]:

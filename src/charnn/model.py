@@ -15,19 +15,20 @@ Backward pass (the seed's formulas, with the transposes written out correctly):
     dc = Σ_t dL/do_t     dV = Σ_t dL/do_t h_tᵀ
     db = Σ_t dz_t        dW = Σ_t dz_t h_{t-1}ᵀ     dU = Σ_t dz_t x_tᵀ   dL/dh_0 = Wᵀ dz_1
 
-How it is computed fast (batch of B sequences, row-vector form, time-major). Two stacked
-"augmented" matrices turn every affine map into one matrix product:
+How it is computed fast (batch of B sequences, row-vector form, time-major):
 
-    forward:   a_t = [h_{t-1} | x_tᵀ | 1]  (1 × (H+V+1))      A = [Wᵀ; Uᵀ; bᵀ]  ((H+V+1) × H)
-               h_t = tanh(a_t A)            the input projection U x_t + b rides in the same GEMM
-    backward:  g_t = [dL/do_{t-1} | dz_t]  (1 × (V+H))        R = [V; W]       ((V+H) × H)
+    forward:   U x_t + b for all t at once is a row gather of (Uᵀ + b) by the input ids: a column
+               lookup of U, never a one-hot product; then per step h_t = tanh(h_{t-1} Wᵀ + (U x_t + b)).
+    backward:  stacked "augmented" rows turn the backward affine maps into single matrix products,
+               with a_t = [h_{t-1} | x_tᵀ | 1]  (1 × (H+V+1)) stored alongside h for the gradients:
+               g_t = [dL/do_{t-1} | dz_t]  (1 × (V+H))        R = [V; W]       ((V+H) × H)
                dL/dh_t = g_{t+1} R          Vᵀ do_t + Wᵀ dz_{t+1} in one GEMM
     gradients: Σ_t g_tᵀ a_t = [[dV, ·, dc], [dW, dU, db]]       all five in one GEMM over B(T+1) rows
 
 (the a_t and g_t rows are indexed so that row k pairs dz_k and do_{k-1} with h_{k-1}; the block
 marked · is unused). The rows live in two workspaces, hx (T+1, B, H+V+1) and g (T+1, B, V+H),
 allocated once per (shapes, dtype) and reused across calls; the only Python loops run over T and
-do one GEMM plus one (forward) or three (backward) in-place element-wise ops per step. The mean's
+do one GEMM plus two (forward) or three (backward) in-place element-wise ops per step. The mean's
 1/(B T) is applied once to the small gradient matrix instead of to every dL/do. With several BLAS
 threads, a large batch is split into shards that run in parallel threads, each with
 single-threaded BLAS, and their gradient matrices are added (see `_loss_grads_all`).
@@ -109,7 +110,9 @@ class _Workspace:
         self.hx = xp.zeros((T + 1, B, C), dtype=dtype)
         self.hx[:, :, C - 1] = 1
         self.g = xp.zeros((T + 1, B, Vs + H), dtype=dtype)
-        self.A = xp.empty((C, H), dtype=dtype)             # [Wᵀ; Uᵀ; bᵀ]
+        self.WT = xp.empty((H, H), dtype=dtype)            # Wᵀ, contiguous for the per-step GEMM
+        self.Ub = xp.empty((Vs, H), dtype=dtype)           # row v: U e_v + b (Uᵀ with b added)
+        self.xu = xp.empty((T, B, H), dtype=dtype)         # U x_t + b for every step: rows of Ub
         self.R = xp.empty((Vs + H, H), dtype=dtype)        # [V; W]
         self.M = xp.empty((Vs + H, C), dtype=dtype)        # Σ g_kᵀ hx_k: every gradient
         self.logits = xp.empty((N, Vs), dtype=dtype)       # contiguous: the softmax runs here
@@ -153,7 +156,7 @@ def _workspace(xp: Any, B: int, T: int, H: int, Vs: int, dtype: Any) -> _Workspa
 
 
 def _check_ids(xp: Any, ids: Any, Vs: int, what: str) -> None:
-    # Out-of-range ids would silently land in the wrong column of the augmented rows.
+    # Out-of-range ids would silently land in the wrong column of the augmented rows (or wrap in the gather).
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= Vs):
         raise IndexError(f"{what} ids must lie in [0, {Vs}), got [{int(ids.min())}, {int(ids.max())}]")
 
@@ -166,10 +169,14 @@ def _forward_ws(ws: _Workspace, params: Mapping[str, Any], x: Any, y: Any, h0: A
     """
     W, U, V, b, c = (params[k] for k in PARAM_NAMES)
     xp, B, T, H, Vs, C = ws.xp, ws.B, ws.T, ws.H, ws.Vs, ws.C
-    A, hx = ws.A, ws.hx
-    A[:H] = W.T
-    A[H:H + Vs] = U.T
-    A[H + Vs] = b
+    hx, WT, xu = ws.hx, ws.WT, ws.xu
+    WT[...] = W.T
+    # U x_t is column x_t of U: a row gather of Uᵀ (+ b), for all T steps at once. The forward
+    # pass never multiplies by a one-hot matrix.
+    xp.add(U.T, b, out=ws.Ub)
+    xp.take(ws.Ub, x, axis=0, out=xu)
+    # The one-hot block of hx is only read by the backward pass, where Σ_t dz_t x_tᵀ (dU) rides
+    # in the single gradient GEMM (measured faster than a scatter-add of rows).
     flat = hx.reshape(-1)
     if ws.onehot_at is not None:
         flat[ws.onehot_at] = 0                           # clear last call's ones
@@ -182,7 +189,8 @@ def _forward_ws(ws: _Workspace, params: Mapping[str, Any], x: Any, y: Any, h0: A
         hs[0] = h0
     for k in range(T):                                   # the recurrence: one GEMM + tanh per step
         h = hs[k + 1]
-        xp.matmul(hx[k], A, out=h)                       # W h_{k-1} + U x_k + b
+        xp.matmul(hs[k], WT, out=h)                      # W h_{k-1}
+        h += xu[k]                                       # + U x_k + b
         xp.tanh(h, out=h)
     # o_t = V h_t + c for all steps in one GEMM, then a stable log-softmax: subtract the row max
     # so exp never overflows; log ŷ[y] = (o[y] − max) − log Σ exp(o − max) stays finite.
