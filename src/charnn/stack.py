@@ -102,11 +102,19 @@ def param_shapes(vocab_size: int, hidden_size: int, *, cell: str, layers: int) -
 
 def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np.float32,
                 cell: str = "lstm", layers: int = 1) -> dict[str, np.ndarray]:
-    """Initial parameters: matrices ~ Uniform(−1/√H, 1/√H) (PyTorch's default), biases 0.
+    """Initial parameters: matrices ~ Uniform(−1/√fan_in, 1/√fan_in) (PyTorch's rule), biases 0.
 
-    Why the one exception, an LSTM forget-gate bias of 1: with f ≈ σ(1) ≈ 0.73 the cell state is
-    kept across steps from the start, so gradients reach back many steps before the model has
-    learnt to keep it (Gers et al. 2000; Jozefowicz et al. 2015).
+    fan_in is H for W, V and the input weights of layers above the first. The first layer's U
+    reads one-hot characters: U x_t is one column of U, a character embedding with a fan-in of 1,
+    so its bound is 1 (PyTorch's rule for the true fan-in; nn.Embedding starts at N(0, 1) for the
+    same reason). With the dense-input bound 1/√H instead (±0.044 at H=512) the characters are
+    nearly indistinguishable to the gates and a 2-layer LSTM sits at the unigram loss (≈3.3
+    nats/char) for a hundred steps and more; with bound 1 it leaves it within a few dozen
+    (measured at H=256, B=32, Adam 3e-3: loss 3.22 vs 2.40 after 60 steps).
+
+    The LSTM forget-gate bias starts at 1: with f ≈ σ(1) ≈ 0.73 the cell state is kept across
+    steps from the start, so gradients reach back many steps before the model has learnt to keep
+    it (Gers et al. 2000; Jozefowicz et al. 2015).
     Matrices are drawn in `param_shapes` order from one `default_rng(seed)`.
     """
     if vocab_size < 1 or hidden_size < 1 or layers < 1:
@@ -121,7 +129,8 @@ def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np
             if cell == "lstm" and name.endswith(".b"):
                 p[H:2 * H] = 1.0                     # forget gate (order i, f, o, g)
         else:
-            p = rng.uniform(-k, k, size=shape).astype(dtype)
+            bound = 1.0 if name == "L0.U" else k      # one-hot input: fan-in 1
+            p = rng.uniform(-bound, bound, size=shape).astype(dtype)
         params[name] = p
     return params
 
