@@ -95,5 +95,5 @@ def test_best_cpu_preset_is_a_valid_config():
     path = Path(__file__).resolve().parents[1] / "configs" / "best-cpu.toml"
     with open(path, "rb") as f:
         cfg = Config.from_dict(tomllib.load(f))
-    assert (cfg.cell, cfg.layers, cfg.lr_schedule) == ("lstm", 2, "cosine") and 0 < cfg.dropout < 1
+    assert cfg.cell in ("lstm", "gru") and cfg.layers == 2 and cfg.lr_schedule == "cosine" and 0 < cfg.dropout < 1
     assert cfg.max_steps > 0 and cfg.eval_streams > 1
