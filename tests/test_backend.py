@@ -235,3 +235,31 @@ def test_source_compiles_for_hopper_when_nvcc_is_installed(tmp_path):
                               "-o", str(tmp_path / f"k{n}.cubin"), str(cu)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr[-3000:]
         assert "spill stores" in res.stderr and " 0 bytes spill stores" in res.stderr
+
+
+def test_sharded_reference_when_one_pool_thread_runs_several_shards(monkeypatch):
+    """The NumPy engine (gpu_check's float64 reference) sharded over threads: a pool thread that runs
+    two equal-shaped shards of one call must not hand both the same workspace. That shared
+    workspace made gpu_check's B=37 H=128 parity fail intermittently on the 16-core device host
+    (4 shards of 9, 9, 9, 10 rows: loss right, every gradient and h_T off by ~0.5), which looked
+    like a race in the CUDA kernels. One worker thread makes the collision deterministic."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    B, T, Hs, Vs = 12, 5, 16, 9
+    rng = np.random.default_rng(7)
+    p = model.init_params(Vs, Hs, seed=7, dtype=np.float64)
+    x, y = rng.integers(0, Vs, (B, T)), rng.integers(0, Vs, (B, T))
+    h0 = rng.uniform(-0.5, 0.5, (B, Hs))
+    monkeypatch.setattr(model, "_num_shards", lambda xp, B: 1)
+    loss1, g1, h1 = model.loss_and_grads(p, x, y, h0)
+    pool = ThreadPoolExecutor(max_workers=1)              # shards 1, 2, 3 all run in this one thread
+    monkeypatch.setattr(model, "_num_shards", lambda xp, B: 4)
+    monkeypatch.setattr(model, "_executor", lambda workers: pool)
+    try:
+        loss4, g4, h4 = model.loss_and_grads(p, x, y, h0)
+    finally:
+        pool.shutdown()
+    assert loss4 == pytest.approx(loss1, rel=1e-12)
+    np.testing.assert_allclose(h4, h1, rtol=1e-12, atol=1e-14)
+    for k in g1:
+        np.testing.assert_allclose(g4[k], g1[k], rtol=1e-10, atol=1e-14, err_msg=k)

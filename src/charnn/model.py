@@ -138,10 +138,15 @@ _workspaces: "OrderedDict[tuple, _Workspace]" = OrderedDict()
 _ws_lock = threading.Lock()
 
 
-def _workspace(xp: Any, B: int, T: int, H: int, Vs: int, dtype: Any) -> _Workspace:
+def _workspace(xp: Any, B: int, T: int, H: int, Vs: int, dtype: Any, slot: int = 0) -> _Workspace:
     """The cached workspace for these shapes in this thread (a small LRU: a few shapes are live
-    at once, e.g. full training batches, a shorter last batch and the evaluation chunks)."""
-    key = (threading.get_ident(), xp.__name__, B, T, H, Vs, np.dtype(dtype).str)
+    at once, e.g. full training batches, a shorter last batch and the evaluation chunks).
+
+    slot: the shard index within one sharded call. A pool thread may run two shards of the same
+    call one after the other (ThreadPoolExecutor hands queued work to whichever thread is free);
+    with equal shard shapes they would share one workspace and the second would overwrite the
+    first's M and h_last before they are summed (loss right, gradients and h_last wrong)."""
+    key = (threading.get_ident(), slot, xp.__name__, B, T, H, Vs, np.dtype(dtype).str)
     with _ws_lock:
         ws = _workspaces.get(key)
         if ws is not None:
@@ -408,10 +413,11 @@ def _executor(workers: int) -> Any:
         return _pool
 
 
-def _shard(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any) -> tuple[float, Any, Any, Any]:
-    """Forward + backward of one (sub)batch in this thread's workspace: (nats, M, dh0·N, h_last view)."""
+def _shard(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any, slot: int = 0) -> tuple[float, Any, Any, Any]:
+    """Forward + backward of one (sub)batch in this thread's workspace for shard `slot`:
+    (nats, M, dh0·N, h_last view)."""
     xp, x, y, B, T, H, Vs = _prepare(params, inputs, targets)
-    ws = _workspace(xp, B, T, H, Vs, params["W"].dtype)
+    ws = _workspace(xp, B, T, H, Vs, params["W"].dtype, slot)
     nats = _forward_ws(ws, params, x, y, h0, keep_probs=True)
     M, dh0 = _backward_ws(ws, params)
     return nats, M, dh0, ws.hs[-1]
@@ -441,7 +447,7 @@ def _loss_grads_all(params: Mapping[str, Any], inputs: Any, targets: Any, h0: An
             if not owner:                                 # another thread is sharding right now
                 P, parts = 1, [_shard(params, inputs, targets, h0)]
             else:
-                futures = [_executor(P - 1).submit(_shard, *a) for a in args[1:]]
+                futures = [_executor(P - 1).submit(_shard, *a, i) for i, a in enumerate(args[1:], 1)]
                 try:
                     parts = [_shard(*args[0])]            # the calling thread takes shard 0
                 finally:
