@@ -565,17 +565,7 @@ def _generate_numpy(xp: Any, R: Any, UTb: Any, c: Any, h: Any, x: Any, u: Any, n
     for i in range(n):
         logits = r[:, H:] + c
         logits = logits.astype(np.float64) if xp is np else xp.asnumpy(logits).astype(np.float64)
-        if greedy:
-            nxt = logits.argmax(axis=1)
-        else:
-            z = logits / temperature
-            if 0 < top_k < z.shape[1]:
-                kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
-                z = np.where(z >= kth, z, -np.inf)
-            z -= z.max(axis=1, keepdims=True)
-            cdf = np.cumsum(np.exp(z), axis=1)
-            thr = u[i] * cdf[:, -1]
-            nxt = np.minimum((cdf < thr[:, None]).sum(axis=1), z.shape[1] - 1)
+        nxt = stack.draw_with(logits, None if greedy else u[i], temperature=temperature, top_k=top_k, greedy=greedy)
         out[:, i] = nxt
         if i + 1 < n:                                    # read the drawn id: h ← tanh(W h + U x + b)
             xn = nxt if xp is np else xp.asarray(nxt)

@@ -480,11 +480,19 @@ def draw(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1
     """Next ids (B,) from logits (B, V): argmax, or an inverse-CDF draw from softmax(logits / T) (top-k)."""
     if greedy:
         return logits.argmax(axis=1)
+    return draw_with(logits, rng.random(logits.shape[0]), temperature=temperature, top_k=top_k)
+
+
+def draw_with(logits: np.ndarray, u: np.ndarray | None, *, temperature: float = 1.0, top_k: int = 0,
+              greedy: bool = False) -> np.ndarray:
+    """`draw` with the uniforms u (B,) in [0, 1) given: the id whose CDF interval holds u."""
+    if greedy:
+        return logits.argmax(axis=1)
     z = logits / temperature
     if 0 < top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z >= kth, z, -np.inf)
     z -= z.max(axis=1, keepdims=True)
     cdf = np.cumsum(np.exp(z), axis=1)
-    u = rng.random(z.shape[0]) * cdf[:, -1]
-    return np.minimum((cdf < u[:, None]).sum(axis=1), z.shape[1] - 1)
+    thr = u * cdf[:, -1]
+    return np.minimum((cdf < thr[:, None]).sum(axis=1), z.shape[1] - 1)
