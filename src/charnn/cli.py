@@ -155,6 +155,12 @@ _METAVARS = {"data": "PATH", "optimizer": "adam|sgd", "dtype": "float32|float64"
              "cell": "rnn|lstm|gru", "lr_schedule": "constant|step|cosine"}
 
 
+def _add_train_flag(p: argparse.ArgumentParser, flag: str, field: str, typ: Callable[[str], Any], help_: str) -> None:
+    """One _TRAIN_FLAGS entry as an option defaulting to None ("not given")."""
+    metavar = _METAVARS.get(field) or {_whole: "N", _finite_float: "X"}.get(typ, "TEXT")
+    p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
+
+
 def _load_toml(path: str) -> dict[str, Any]:
     import tomllib
 
@@ -233,8 +239,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "--epochs/--max-steps then give the new total")
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder (replaces its run files)")
     for flag, field, typ, help_ in _TRAIN_FLAGS:
-        metavar = _METAVARS.get(field) or {_whole: "N", _finite_float: "X"}.get(typ, "TEXT")
-        p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
+        _add_train_flag(p, flag, field, typ, help_)
     p.add_argument("--reset-state", action="store_true",
                    help="start every chunk from h = 0 instead of carrying h across chunks")
     p.add_argument("--bytes", action="store_true",
@@ -382,7 +387,8 @@ def _experiment_settings(args: argparse.Namespace) -> Any:
     from . import experiments
 
     return experiments.settings_for(args.quick, hidden_size=args.hidden_size, epochs=args.epochs,
-                                    max_steps=args.max_steps, seed=args.seed, prompt=args.prompt)
+                                    max_steps=args.max_steps, seed=args.seed, prompt=args.prompt,
+                                    cell=args.cell, layers=args.layers, dropout=args.dropout)
 
 
 def _run_experiments(names: Sequence[str], args: argparse.Namespace) -> int:
@@ -427,6 +433,9 @@ def _experiment_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--max-steps", type=_positive_int, help="cap every training run at this many steps")
     p.add_argument("--seed", type=int, help="seed of weights and samples [42]")
     p.add_argument("--prompt", help="prompt of the samples [ROMEO:]")
+    for flag, field, typ, help_ in _TRAIN_FLAGS:   # the model flags exactly as `charnn train` has them
+        if field in ("cell", "layers", "dropout"):
+            _add_train_flag(p, flag, field, typ, help_)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -440,7 +449,8 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
                                    "optimizers/lr experiments in DIR, else train a model first.")
     p.add_argument("name", choices=NAMES, metavar="{" + ",".join(NAMES) + "}")
     _experiment_flags(p, "runs/experiments")
-    p.add_argument("--checkpoint", metavar="CHECKPOINT_OR_RUN_DIR", help="model for temperature / analyze")
+    p.add_argument("--checkpoint", metavar="CHECKPOINT_OR_RUN_DIR",
+                   help="model for temperature / analyze (its own cell and size apply)")
     p.set_defaults(func=_cmd_experiment)
 
 

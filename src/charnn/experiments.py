@@ -13,6 +13,11 @@ claims, each with the measured figure and a verdict (holds / does not hold / inc
 Training goes through train.train (run folders with metrics.jsonl and checkpoints) or, for the
 fixed 20 pairs of `overfit`, through Trainer.train_step, so there is one training step in charnn.
 The report (report.py) only reads these files.
+
+The model is the seed's vanilla RNN unless Settings.cell / layers / dropout ask for an LSTM or GRU,
+several layers or dropout (issue 9); every experiment then trains and samples that model, and each
+results.json records it ("model", "cell", "layers", "dropout" in its settings). temperature and
+analyze record the model of the checkpoint they actually sample.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import checkpoint, model, textstats, train
+from . import checkpoint, model, stack, textstats, train
 from .config import Config
 from .corpus import Corpus
 from .data import Batches, DataError, load_text
@@ -85,6 +90,13 @@ class Settings:
     analyze_temperature: float = 1.0
     prompt: str = "ROMEO:"
     blas_threads: int = 1            # one BLAS thread: faster for these small matrices, and sane on a busy machine
+    cell: str = "rnn"                # the model of every experiment: the seed's vanilla RNN by default,
+    layers: int = 1                  # or an LSTM/GRU and/or a stack of layers (issue 9)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        # The model fields go through Config's own validation: one message for train and experiments.
+        Config(cell=self.cell, layers=self.layers, dropout=self.dropout)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -152,7 +164,7 @@ class Context:
         base = dict(hidden_size=s.hidden_size, batch_size=s.batch_size, max_len=s.max_len, epochs=s.epochs,
                     max_steps=s.max_steps, eval_every=s.eval_every, log_every=s.log_every, seed=s.seed,
                     dtype=s.dtype, lr=s.adam_lr, optimizer="adam", temperature=s.sample_temperature,
-                    prompt="", sample_length=200, data=self.corpus.path if self.corpus.path != "<memory>" else "")
+                    prompt="", sample_length=200, cell=s.cell, layers=s.layers, dropout=s.dropout, data=self.corpus.path if self.corpus.path != "<memory>" else "")
         base.update(changes)
         return Config(**base)
 
@@ -231,6 +243,24 @@ def share_verdict(high: float, n_high: int, low: float, n_low: int) -> str:
         return HOLDS if high > low else FAILS if high < low else UNSURE
     z = (high - low) / se
     return HOLDS if z > Z_SHARES else FAILS if z < -Z_SHARES else UNSURE
+
+
+def model_label(cell: str, layers: int, hidden_size: int, dropout: float = 0.0) -> str:
+    """The model in a few words: "RNN 256" (the seed's), "GRU 2×256, dropout 0.1"."""
+    size = f"{layers}×{hidden_size}" if layers > 1 else f"{hidden_size}"
+    return f"{cell.upper()} {size}" + (f", dropout {dropout:g}" if dropout > 0 else "")
+
+
+def model_fields(cell: str, layers: int, hidden_size: int, dropout: float = 0.0) -> dict[str, Any]:
+    """The model's entries of a results.json settings table (the report shows them as they are)."""
+    return {"model": model_label(cell, layers, hidden_size, dropout), "cell": cell, "layers": layers,
+            "dropout": dropout}
+
+
+def checkpoint_model(c: checkpoint.Checkpoint) -> dict[str, Any]:
+    """model_fields of a loaded checkpoint: cell, layers and H read from its arrays, dropout from its config."""
+    cell, layers, _, hidden = stack.describe(c.params)
+    return model_fields(cell, layers, hidden, c.config.dropout)
 
 
 def f4(x: float | None) -> str:
@@ -394,9 +424,9 @@ def overfit(ctx: Context, out: Path) -> dict[str, Any]:
     final_loss, _ = model.forward(params, X, Y)   # after the last update
     trainer.run_dir = train.prepare_run_dir(exp / "model", overwrite=True)
     trainer.save(train.LAST)
-    # Greedy replay: h = 0, read the pair's first character, then always take the argmax.
-    H = params["W"].shape[0]
-    gen, _ = model.generate(params, np.zeros((P, H), dtype=params["W"].dtype), X[:, 0], T,
+    # Greedy replay: zero state, read the pair's first character, then always take the argmax.
+    # (Sampling and this forward pass never apply dropout.)
+    gen, _ = model.generate(params, stack.init_state(params, P), X[:, 0], T,
                             rng=np.random.default_rng(0), greedy=True)
     # Teacher-forced argmax: is each target character the most likely one given the true prefix?
     _, cache = model.forward(params, X, Y)
@@ -432,7 +462,8 @@ def overfit(ctx: Context, out: Path) -> dict[str, Any]:
         verdict = UNSURE
     res = {
         "experiment": "overfit",
-        "settings": {"pairs": P, "max_len": T, "hidden_size": s.overfit_hidden_size, "optimizer": "adam",
+        "settings": {**model_fields(s.cell, s.layers, s.overfit_hidden_size, s.dropout),
+                     "pairs": P, "max_len": T, "hidden_size": s.overfit_hidden_size, "optimizer": "adam",
                      "lr": s.overfit_lr, "target_loss": s.overfit_target, "max_steps": s.overfit_max_steps,
                      "grad_clip": cfg.grad_clip, "seed": s.seed},
         "target_loss": s.overfit_target,
@@ -541,7 +572,8 @@ def optimizers(ctx: Context, out: Path) -> dict[str, Any]:
 
 def _run_settings(ctx: Context) -> dict[str, Any]:
     s = ctx.settings
-    return {"corpus": ctx.data_label, "hidden_size": s.hidden_size, "batch_size": s.batch_size,
+    return {**model_fields(s.cell, s.layers, s.hidden_size, s.dropout),
+            "corpus": ctx.data_label, "hidden_size": s.hidden_size, "batch_size": s.batch_size,
             "max_len": s.max_len, "epochs": s.epochs, "max_steps": s.max_steps or "none",
             "grad_clip": 5.0, "seed": s.seed, "dtype": s.dtype, "eval_every": s.eval_every}
 
@@ -596,14 +628,19 @@ def lr(ctx: Context, out: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # 4. temperature and 5. analyze: from one checkpoint
 
-def best_checkpoint(out: Path) -> tuple[Path, str, float] | None:
-    """The checkpoint with the lowest validation loss among the runs recorded under `out`."""
+def best_checkpoint(out: Path, cell: str = "rnn", layers: int = 1) -> tuple[Path, str, float] | None:
+    """The checkpoint with the lowest validation loss among the runs recorded under `out` that
+    trained this cell with this many layers (results.json files from before issue 9 are RNN × 1)."""
     best = None
     for name in ("optimizers", "lr"):
         f = out / name / "results.json"
         if not f.exists():
             continue
-        for r in json.loads(f.read_text(encoding="utf-8"))["runs"]:
+        res = json.loads(f.read_text(encoding="utf-8"))
+        settings = res.get("settings") or {}
+        if (settings.get("cell", "rnn"), settings.get("layers", 1)) != (cell, layers):
+            continue
+        for r in res["runs"]:
             if r.get("checkpoint") and r.get("best_val_loss") is not None:
                 if best is None or r["best_val_loss"] < best[2]:
                     best = ((out / name / r["checkpoint"]).resolve(),
@@ -620,7 +657,7 @@ def _model_for(ctx: Context, out: Path, exp: Path, ckpt: str | Path | None) -> t
             raise ExperimentError(f"the vocabulary of {ckpt} differs from this corpus's: "
                                   f"pass the --data it was trained on")
         return c, f"given checkpoint {ckpt}", c.best_val_loss
-    found = best_checkpoint(out) or ctx.own_model
+    found = best_checkpoint(out, ctx.settings.cell, ctx.settings.layers) or ctx.own_model
     if found is not None:
         return checkpoint.load(found[0]), found[1], found[2]
     s = ctx.settings
@@ -668,7 +705,7 @@ def temperature(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict
         v2 = UNSURE
     res = {
         "experiment": "temperature", "checkpoint_note": note, "best_val_loss": best_val,
-        "settings": {"prompt": ctx.prompt, "sample_length": s.sample_length, "seed": s.seed,
+        "settings": {**checkpoint_model(c), "prompt": ctx.prompt, "sample_length": s.sample_length, "seed": s.seed,
                      "temperatures": ", ".join(f"{t:g}" for t in s.temperatures) + ", greedy"},
         "prompt": ctx.prompt, "sample_length": s.sample_length, "seed": s.seed,
         "samples": samples, "reference": reference,
@@ -745,7 +782,7 @@ def analyze(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict[str
                         quotes=q_gen))
     res = {
         "experiment": "analyze", "checkpoint_note": note, "best_val_loss": best_val,
-        "settings": {"prompt": ctx.prompt, "sample_length": s.analyze_length, "temperature": s.analyze_temperature,
+        "settings": {**checkpoint_model(c), "prompt": ctx.prompt, "sample_length": s.analyze_length, "temperature": s.analyze_temperature,
                      "seed": s.seed},
         "prompt": ctx.prompt, "sample_length": s.analyze_length, "temperature": s.analyze_temperature,
         "sample": text,
@@ -790,7 +827,8 @@ def run(names: Sequence[str], out: str | Path, *, data: str | None = None, setti
     t0 = time.perf_counter()
     with blas_threads(settings.blas_threads):
         ctx = load_context(data, settings)
-        cached_model_steps = 0 if checkpoint_path or best_checkpoint(out) else _planned_run_steps(ctx, ctx.settings_config())
+        cached = checkpoint_path or best_checkpoint(out, settings.cell, settings.layers)
+        cached_model_steps = 0 if cached else _planned_run_steps(ctx, ctx.settings_config())
         extra = cached_model_steps if any(n in ("temperature", "analyze") for n in names) and \
             not any(n in ("optimizers", "lr") for n in names) else 0
         ctx.progress = Progress(planned_steps(ctx, names) + extra, enabled=progress)

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from .experiments import trailing_mean  # noqa: E402
+from .experiments import model_label, trailing_mean  # noqa: E402
 
 SECTIONS = ("overfit", "optimizers", "lr", "temperature", "analyze")
 PLOTS = {
@@ -369,6 +369,13 @@ def _settings_table(doc: Doc, settings: dict[str, Any]) -> None:
     doc.table(["setting", "value"], [[k, fmt(v)] for k, v in settings.items()])
 
 
+def _model_suffix(settings: dict[str, Any]) -> str:
+    """" (GRU 2×256, dropout 0.1)" for a section whose model is not the seed's vanilla RNN, else ""."""
+    if (settings.get("cell", "rnn"), settings.get("layers", 1), settings.get("dropout", 0.0)) == ("rnn", 1, 0.0):
+        return ""
+    return f" ({settings['model']})"
+
+
 def _section_overfit(doc: Doc, r: dict[str, Any]) -> None:
     doc.p(f"Trained only on {len(r['pairs'])} input/output pairs of {fmt(r['settings']['max_len'])} characters "
           f"from the training split until the mean loss fell below {fmt(r['target_loss'])} {UNIT} "
@@ -504,7 +511,7 @@ def build(out_dir: str | Path, *, title: str = "charnn: reproducing the seed's e
         if name not in results:
             continue
         r = results[name]
-        doc.h(2, TITLES[name])
+        doc.h(2, TITLES[name] + _model_suffix(r.get("settings") or {}))
         if r.get("settings"):
             doc.p("Settings:")
             _settings_table(doc, r["settings"])
@@ -538,14 +545,20 @@ def meta_from(out_dir: Path) -> dict[str, Any]:
         return {}
     info = read_json(f)
     s = info["settings"]
+    flags = " --quick" if s["name"] == "quick" else ""
+    cell, layers, dropout = s.get("cell", "rnn"), s.get("layers", 1), s.get("dropout", 0.0)
+    flags += f" --cell {cell}" if cell != "rnn" else ""
+    flags += f" --layers {layers}" if layers != 1 else ""
+    flags += f" --dropout {dropout:g}" if dropout else ""
     intro = (f"Corpus: {info['corpus']} ({info['corpus_chars']:,} characters, vocabulary {info['vocab_size']}; "
              f"{info['train_chars']:,} train / {info['val_chars']:,} validation). Settings: **{s['name']}** "
-             f"(`charnn reproduce{' --quick' if s['name'] == 'quick' else ''}`); wall time of the experiments "
+             f"(`charnn reproduce{flags}`); model **{model_label(cell, layers, s['hidden_size'], dropout)}**; "
+             f"wall time of the experiments "
              f"{info['wall_s']:.0f} s. Losses are mean cross-entropy in {UNIT} (natural log). Each verdict "
              f"compares measured figures with a stated margin: losses must differ by more than 0.01 {UNIT}, word "
              f"shares by more than two standard errors (a two-proportion z test); samples are shown up to "
              f"{SHOW_CHARS:,} characters but measured in full.")
-    keep = ["hidden_size", "batch_size", "max_len", "epochs", "eval_every", "corpus_chars", "seed", "dtype",
+    keep = ["cell", "layers", "dropout", "hidden_size", "batch_size", "max_len", "epochs", "eval_every", "corpus_chars", "seed", "dtype",
             "adam_lr", "low_lr", "sgd_lr_grid", "pilot_steps", "threshold", "smooth_window", "overfit_pairs",
             "overfit_target", "overfit_max_steps", "overfit_lr", "overfit_hidden_size", "temperatures", "sample_temperature",
             "sample_length", "analyze_length", "analyze_temperature", "prompt"]
