@@ -237,3 +237,30 @@ def test_adam_resume_equals_uninterrupted_torch_run():
 def test_make_optimizer_rejects_unknown_kind():
     with pytest.raises(ValueError, match="unknown optimizer"):
         optim.make_optimizer("rmsprop", 1e-3)
+
+
+def test_adamw_decays_weight_matrices_only_and_equals_torch_adamw():
+    """weight_decay = torch.optim.AdamW's decoupled decay on the matrices; biases (1-D) are not decayed."""
+    params = make_params(16)
+    grads = grad_sequence(params, 6, seed=17)
+    lr, wd = 3e-3, 0.1
+    ours = run_ours(optim.make_optimizer("adam", lr, weight_decay=wd), params, grads)
+
+    def make(ps):
+        names = list(params)
+        groups = [{"params": [p for k, p in zip(names, ps) if params[k].ndim >= 2], "weight_decay": wd},
+                  {"params": [p for k, p in zip(names, ps) if params[k].ndim < 2], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr)
+    theirs = run_torch(make, params, grads)
+    assert_same_trajectory(ours, theirs)
+    plain = run_ours(optim.make_optimizer("adam", lr), params, grads)
+    for k in params:   # the decay really acted on W, U, V and left b, c alone
+        if params[k].ndim >= 2:
+            assert not np.allclose(plain[-1][k], ours[-1][k], rtol=1e-9, atol=0)
+        else:
+            np.testing.assert_array_equal(plain[-1][k], ours[-1][k])
+
+
+def test_sgd_refuses_weight_decay():
+    with pytest.raises(ValueError, match="adam only"):
+        optim.make_optimizer("sgd", 0.1, weight_decay=0.1)

@@ -139,6 +139,7 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--cell", "cell", str, "recurrent cell: rnn (the seed's), lstm or gru [rnn]"),
     ("--layers", "layers", _whole, "stacked recurrent layers [1]"),
     ("--dropout", "dropout", _finite_float, "dropout between layers and before the output layer, training only [0]"),
+    ("--weight-decay", "weight_decay", _finite_float, "Adam: decoupled weight decay of the weight matrices (AdamW) [0]"),
     ("--lr-schedule", "lr_schedule", str, "constant, step (×lr-decay every lr-decay-every epochs) or cosine [constant]"),
     ("--warmup-steps", "warmup_steps", _whole, "linear learning-rate warm-up over the first N steps [0]"),
     ("--lr-decay", "lr_decay", _finite_float, "step schedule: decay factor [0.97]"),
@@ -180,6 +181,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out = {field: getattr(args, field) for _, field, _, _ in _TRAIN_FLAGS if getattr(args, field) is not None}
     if args.reset_state:
         out["carry_state"] = False
+    if args.locked_dropout:
+        out["locked_dropout"] = True
     if args.bytes:
         out["byte_level"] = True
     return out
@@ -240,6 +243,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder (replaces its run files)")
     for flag, field, typ, help_ in _TRAIN_FLAGS:
         _add_train_flag(p, flag, field, typ, help_)
+    p.add_argument("--locked-dropout", action="store_true",
+                   help="one dropout mask per sequence, shared by all its steps (variational dropout)")
     p.add_argument("--reset-state", action="store_true",
                    help="start every chunk from h = 0 instead of carrying h across chunks")
     p.add_argument("--bytes", action="store_true",

@@ -51,6 +51,8 @@ class Config:
     cell: str = "rnn"               # "rnn" (the seed's tanh cell) | "lstm" | "gru"
     layers: int = 1                 # stacked recurrent layers
     dropout: float = 0.0            # inverted dropout between layers and before the output layer (training only)
+    locked_dropout: bool = False    # one dropout mask per sequence, shared by its T steps (variational dropout)
+    weight_decay: float = 0.0       # Adam only: decoupled weight decay of the weight matrices (AdamW); 0 = off
     lr_schedule: str = "constant"   # "constant" | "step" (× lr_decay every lr_decay_every epochs) | "cosine"
     warmup_steps: int = 0           # linear warm-up of the learning rate over the first N steps
     lr_decay: float = 0.97          # step schedule: factor per decay (char-rnn's default)
@@ -186,6 +188,12 @@ def _validate_cells(cfg: Config) -> None:
         raise ConfigError(f"warmup-steps must be a whole number >= 0, got {cfg.warmup_steps!r}")
     if not (math.isfinite(cfg.dropout) and 0.0 <= cfg.dropout < 1.0):
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if not isinstance(cfg.locked_dropout, bool):
+        raise ConfigError(f"locked-dropout must be true or false, got {cfg.locked_dropout!r}")
+    if not (math.isfinite(cfg.weight_decay) and 0.0 <= cfg.weight_decay < 1.0):
+        raise ConfigError(f"weight-decay must be in [0, 1), got {cfg.weight_decay!r}")
+    if cfg.weight_decay > 0.0 and cfg.optimizer != "adam":
+        raise ConfigError("weight-decay needs --optimizer adam (it is AdamW's decoupled decay)")
     if not (math.isfinite(cfg.lr_decay) and 0.0 < cfg.lr_decay <= 1.0):
         raise ConfigError(f"lr-decay must be in (0, 1], got {cfg.lr_decay!r}")
     _positive("lr-decay-every", cfg.lr_decay_every)

@@ -96,13 +96,24 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction (Kingma & Ba, 2015)."""
+    """Adam with bias correction (Kingma & Ba, 2015); with weight_decay > 0, AdamW's decoupled decay.
+
+        m ← β1 m + (1 − β1) g        v ← β2 v + (1 − β2) g²
+        θ ← θ (1 − lr·λ)   for weight matrices only (λ = weight_decay; biases are not decayed)
+        θ ← θ − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)
+
+    The decay is decoupled from the gradient (Loshchilov & Hutter, 2019; torch.optim.AdamW): it
+    shrinks the weights toward 0 by the same fraction whatever their gradient scale, which an L2
+    term added to the loss would not do under Adam's per-element step normalisation.
+    """
 
     kind = "adam"
 
-    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
         super().__init__(lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay = weight_decay
 
     def step(self, params: MutableMapping[str, Any], grads: Mapping[str, Any]) -> None:
         self.t += 1
@@ -120,6 +131,8 @@ class Adam(Optimizer):
                 m_all[k] = xp.zeros_like(p)
                 v_all[k] = xp.zeros_like(p)
             m, v = m_all[k], v_all[k]
+            if self.weight_decay and p.ndim >= 2:
+                p *= 1.0 - self.lr * self.weight_decay
             m *= b1
             m += (1.0 - b1) * g
             v *= b2
@@ -130,16 +143,19 @@ class Adam(Optimizer):
             p -= step_size * (m / denom)
 
     def hyper(self) -> dict[str, Any]:
-        return {**super().hyper(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        return {**super().hyper(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay}
 
 
 def make_optimizer(kind: str, lr: float, *, momentum: float = 0.0, beta1: float = 0.9,
-                   beta2: float = 0.999, eps: float = 1e-8) -> Optimizer:
-    """SGD or Adam by name."""
+                   beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0) -> Optimizer:
+    """SGD or Adam by name (weight_decay: Adam's decoupled decay, AdamW; SGD refuses it)."""
     if kind == "sgd":
+        if weight_decay:
+            raise ValueError("weight decay is implemented for adam only")
         return SGD(lr, momentum)
     if kind == "adam":
-        return Adam(lr, beta1, beta2, eps)
+        return Adam(lr, beta1, beta2, eps, weight_decay)
     raise ValueError(f"unknown optimizer {kind!r}: choose adam or sgd")
 
 

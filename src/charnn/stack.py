@@ -164,11 +164,15 @@ def _external_state(params: Mapping[str, Any], state: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 def dropout_masks(rng: np.random.Generator, p: float, layers: int, T: int, B: int, H: int,
-                  dtype: Any = np.float32) -> list[np.ndarray]:
+                  dtype: Any = np.float32, *, locked: bool = False) -> list[np.ndarray]:
     """Inverted-dropout masks, one (T, B, H) per layer output: 0 w.p. p, else 1/(1−p).
 
     From u ~ Uniform[0, 1): m = ceil(u − p) / (1 − p), i.e. kept where u > p — three in-place
     passes over one buffer (a third of the time of a comparison and a select).
+
+    locked=True draws one (1, B, H) mask per layer and shares it across the T steps (a read-only
+    broadcast view): "variational" dropout (Gal & Ghahramani, 2016), which drops the same units
+    of a sequence at every step instead of fresh ones per step.
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {p}")
@@ -177,11 +181,12 @@ def dropout_masks(rng: np.random.Generator, p: float, layers: int, T: int, B: in
         return [np.ones((T, B, H), dtype=dtype) for _ in range(layers)]
     out = []
     for _ in range(layers):
-        m = rng.random((T, B, H), dtype=np.float32 if dtype == np.float32 else np.float64)
+        m = rng.random((1 if locked else T, B, H), dtype=np.float32 if dtype == np.float32 else np.float64)
         m -= p
         np.ceil(m, out=m)                        # 1 where u > p, ±0 elsewhere
         m *= 1.0 / (1.0 - p)
-        out.append(m.astype(dtype, copy=False))
+        m = m.astype(dtype, copy=False)
+        out.append(np.broadcast_to(m, (T, B, H)) if locked else m)
     return out
 
 

@@ -182,7 +182,7 @@ class Trainer:
         self.unigram = unigram_counts(train_ids, len(self.vocab)).tolist()
         V, H = len(self.vocab), cfg.hidden_size
         self.opt = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
-                                  beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
+                                  beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng([cfg.seed, 1])    # samples (a stream apart from the init's)
         if start is None:
             params = model.init_params(V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype),
@@ -282,7 +282,8 @@ class Trainer:
         """This step's dropout masks, from a generator seeded by (seed, step): resume needs no RNG state."""
         _, L, _, H = stack.describe(self.params)
         rng = np.random.default_rng([self.cfg.seed, 2, self.step])
-        masks = stack.dropout_masks(rng, self.cfg.dropout, L, T, B, H, np.dtype(self.cfg.dtype))
+        masks = stack.dropout_masks(rng, self.cfg.dropout, L, T, B, H, np.dtype(self.cfg.dtype),
+                                    locked=self.cfg.locked_dropout)
         return [self.xp.asarray(m) for m in masks]
 
     def validate(self) -> float:
