@@ -179,3 +179,23 @@ def test_training_reduces_loss(cell):
         first = loss if first is None else first
         opt.step(p, grads)
     assert loss < 0.5 * first
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_stack_batch_shards_equal_one_pass(monkeypatch, cell):
+    """Shards in threads (charnn.parallel) give the loss, gradients and final state of one pass."""
+    from charnn import parallel
+    params = stack.init_params(17, 12, seed=5, dtype=np.float64, cell=cell, layers=2)
+    rng = np.random.default_rng(6)
+    B, T = 37, 9
+    x, y = rng.integers(0, 17, size=(B, T)), rng.integers(0, 17, size=(B, T))
+    h0 = rng.normal(size=stack.init_state(params, B).shape)
+    masks = stack.dropout_masks(rng, 0.3, 2, T, B, 12, np.float64)
+    monkeypatch.setattr(parallel, "num_shards", lambda xp, B: 1)
+    loss1, g1, s1 = stack.loss_and_grads(params, x, y, h0, masks=masks)
+    monkeypatch.setattr(parallel, "num_shards", lambda xp, B: 3)
+    loss3, g3, s3 = stack.loss_and_grads(params, x, y, h0, masks=masks)
+    assert loss3 == pytest.approx(loss1, rel=1e-14)
+    for k in g1:
+        np.testing.assert_allclose(g3[k], g1[k], rtol=1e-12, atol=1e-16, err_msg=k)
+    np.testing.assert_array_equal(s3, s1)

@@ -15,6 +15,7 @@ LAYER = {
     "cells": 1,      # LSTM/GRU/RNN cell forward/backward pairs (issue 9)
     "schedule": 1,   # learning-rate schedules
     "kernels": 1,    # optional compiled (numba) kernels for the fast path; below model
+    "parallel": 1,   # batch shards in threads with single-threaded BLAS (model and stack)
     "stack": 1.5,    # multi-layer model over any cell; below model, which dispatches to it
     "data": 2,
     "model": 2,

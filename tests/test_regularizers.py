@@ -83,3 +83,32 @@ def test_cli_flags_reach_the_run_and_bad_ones_exit_2(tmp_path):
                       "weight-decay")
     assert_user_error(charnn("train", *small, "--out", tmp_path / "t", "--weight-decay", "nan"), "weight-decay")
     assert not (tmp_path / "s").exists() and not (tmp_path / "t").exists()
+
+
+def test_random_offset_rotates_the_text_and_keeps_pairs_and_streams_contiguous():
+    from charnn.data import Batches
+    ids = np.arange(5000, dtype=np.int32)
+    b = Batches(ids, 4, 10)
+    plain = [b.get(k) for k in range(3)]
+    b.offset = len(ids)                                  # a full turn is no rotation
+    for k in range(3):
+        np.testing.assert_array_equal(b.get(k)[0], plain[k][0])
+    b.offset = 4990                                      # wraps past the end of the text
+    L = b.streams.shape[1]
+    x0, y0 = b.get(0)
+    x1, _ = b.get(1)
+    np.testing.assert_array_equal(x0[:, 1:], y0[:, :-1])                # targets = inputs shifted by one
+    np.testing.assert_array_equal((x0[:, -1] + 1) % len(ids), x1[:, 0])  # chunk k+1 continues chunk k
+    np.testing.assert_array_equal(x0[:, 0], ids[(4990 + np.arange(4) * L) % len(ids)])
+
+
+def test_random_offset_differs_per_epoch_and_resumes_exactly(tmp_path):
+    cfg = small_cfg(random_offset=True, epochs=3, max_steps=0, dropout=0.0, cell="rnn", layers=1)
+    straight = train.train(cfg, tmp_path / "a", text=TEXT, progress=False, log=None)
+    first = train.train(small_cfg(random_offset=True, epochs=1, max_steps=0, dropout=0.0, cell="rnn", layers=1),
+                        tmp_path / "b", text=TEXT, progress=False, log=None)
+    resumed = train.resume(tmp_path / "b", {"epochs": 3}, text=TEXT, progress=False, log=None)
+    assert resumed.val_loss == straight.val_loss
+    fixed = train.train(small_cfg(epochs=3, max_steps=0, dropout=0.0, cell="rnn", layers=1), tmp_path / "c",
+                        text=TEXT, progress=False, log=None)
+    assert fixed.val_loss != straight.val_loss

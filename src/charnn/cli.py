@@ -183,6 +183,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["carry_state"] = False
     if args.locked_dropout:
         out["locked_dropout"] = True
+    if args.random_offset:
+        out["random_offset"] = True
     if args.bytes:
         out["byte_level"] = True
     return out
@@ -243,6 +245,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder (replaces its run files)")
     for flag, field, typ, help_ in _TRAIN_FLAGS:
         _add_train_flag(p, flag, field, typ, help_)
+    p.add_argument("--random-offset", action="store_true",
+                   help="start each epoch's streams at a random rotation of the training text")
     p.add_argument("--locked-dropout", action="store_true",
                    help="one dropout mask per sequence, shared by all its steps (variational dropout)")
     p.add_argument("--reset-state", action="store_true",

@@ -40,6 +40,7 @@ class Config:
     momentum: float = 0.0           # SGD momentum (0 = plain SGD)
     clip_norm: float = 0.0          # optional global-norm clipping after value clipping; 0 = off
     carry_state: bool = True        # truncated BPTT: carry h across consecutive chunks of a stream
+    random_offset: bool = False     # each epoch starts the B streams at a random rotation of the training text
     dtype: str = "float32"          # "float32" | "float64"
     prompt: str = "ROMEO:"          # prompt of the samples printed while training
     sample_length: int = 300        # characters generated for each of those samples
@@ -188,6 +189,8 @@ def _validate_cells(cfg: Config) -> None:
         raise ConfigError(f"warmup-steps must be a whole number >= 0, got {cfg.warmup_steps!r}")
     if not (math.isfinite(cfg.dropout) and 0.0 <= cfg.dropout < 1.0):
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if not isinstance(cfg.random_offset, bool):
+        raise ConfigError(f"random-offset must be true or false, got {cfg.random_offset!r}")
     if not isinstance(cfg.locked_dropout, bool):
         raise ConfigError(f"locked-dropout must be true or false, got {cfg.locked_dropout!r}")
     if not (math.isfinite(cfg.weight_decay) and 0.0 <= cfg.weight_decay < 1.0):

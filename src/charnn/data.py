@@ -118,6 +118,7 @@ class Batches:
     ids: np.ndarray
     batch_size: int
     max_len: int
+    offset: int = 0     # rotation of the text: stream s starts at (offset + s·L) mod len(ids)
 
     def __post_init__(self) -> None:
         B, T = self.batch_size, self.max_len
@@ -140,7 +141,14 @@ class Batches:
         if not 0 <= k < self.num_batches:
             raise IndexError(k)
         T = self.max_len
-        s = self.streams[:, k * T: (k + 1) * T + 1]
+        if self.offset:
+            # The text read as a circle, rotated: one (B, T+1) gather with wrap-around (a copy of
+            # B·(T+1) ids, never of the corpus, so memory-mapped corpora stay on disk).
+            L = self.streams.shape[1]
+            start = self.offset + np.arange(self.batch_size, dtype=np.int64)[:, None] * L + k * T
+            s = np.take(self.ids, start + np.arange(T + 1), mode="wrap")
+        else:
+            s = self.streams[:, k * T: (k + 1) * T + 1]
         return s[:, :-1], s[:, 1:]
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

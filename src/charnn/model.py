@@ -37,13 +37,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, MutableMapping
+from typing import Any, Mapping, MutableMapping
 
 import numpy as np
 
 from . import stack
+from .parallel import blas_controllers as _blas_controllers  # noqa: F401 - used by tests and benchmarks
+from .parallel import executor as _executor
+from .parallel import num_shards as _num_shards
+from .parallel import single_threaded_blas as _single_threaded_blas
 from .backend import fused_loss_and_grads, xp_of
 
 PARAM_NAMES = ("W", "U", "V", "b", "c")
@@ -341,78 +345,9 @@ def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
     return loss, grads, dh0
 
 
-# -- data parallelism over the batch ----------------------------------------------------------
-#
-# The B sequences of a batch are independent until their gradients are summed, so with P BLAS
-# threads available the batch is cut into P shards that run forward and backward in P Python
-# threads at once (NumPy releases the GIL inside BLAS and ufunc loops), each shard with
-# single-threaded BLAS, and their M matrices are added. Compared with one multi-threaded GEMM per
-# time step this parallelises the element-wise work too and replaces 2T+2 thread hand-offs per
-# training step by one, which matters most on a busy machine.
-_MIN_ROWS_PER_SHARD = 8
-_blas: Any = None            # threadpoolctl's BLAS controllers, once looked up; False if unavailable
-_pool: Any = None
-_pool_lock = threading.Lock()
-
-
-def _blas_controllers() -> list:
-    global _blas
-    if _blas is None:
-        try:
-            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
-            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-        except Exception:  # not installed, or a BLAS it cannot drive
-            _blas = False
-    return _blas or []
-
-
-_blas_owner = threading.Lock()   # held by the one call that has changed the BLAS thread count
-
-
-@contextmanager
-def _single_threaded_blas() -> Iterator[bool]:
-    """NumPy's BLAS limited to one thread inside the block, restored after (even on errors).
-
-    Yields whether this call holds the limit. One call at a time does: the thread count is saved
-    and restored by that same thread (OpenBLAS does not reliably take a restore from another
-    thread). A call made meanwhile from another thread leaves the setting alone and yields False.
-    """
-    if not _blas_owner.acquire(blocking=False):
-        yield False
-        return
-    try:
-        saved = [(lc, lc.num_threads) for lc in _blas_controllers()]
-        for lc, n in saved:
-            if n != 1:
-                lc.set_num_threads(1)
-        try:
-            yield True
-        finally:
-            for lc, n in saved:
-                if n != 1:
-                    lc.set_num_threads(n)
-    finally:
-        _blas_owner.release()
-
-
-def _num_shards(xp: Any, B: int) -> int:
-    """How many threads to spread a batch over: the BLAS thread count (so OPENBLAS_NUM_THREADS,
-    OMP_NUM_THREADS and threadpoolctl limits are honoured), at most one per _MIN_ROWS_PER_SHARD rows."""
-    if xp is not np or B < 2 * _MIN_ROWS_PER_SHARD:
-        return 1
-    threads = min((lc.num_threads for lc in _blas_controllers()), default=1)
-    return max(1, min(threads, B // _MIN_ROWS_PER_SHARD))
-
-
-def _executor(workers: int) -> Any:
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < workers:
-            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charnn")
-        return _pool
-
-
+# -- data parallelism over the batch (see charnn.parallel) --------------------------------------
+# The shards' M matrices are added. The helpers keep their old private names here so that tests
+# can swap them (monkeypatch model._num_shards / model._executor).
 def _shard(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any, slot: int = 0) -> tuple[float, Any, Any, Any]:
     """Forward + backward of one (sub)batch in this thread's workspace for shard `slot`:
     (nats, M, dh0·N, h_last view)."""

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import cells
+from . import cells, parallel
 from .backend import xp_of
 
 CELLS = ("rnn", "lstm", "gru")
@@ -348,12 +348,56 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
     return {k: grads[k] for k in params}, dstate
 
 
-def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
-                   masks: Sequence[Any] | None = None) -> tuple[float, dict[str, Any], Any]:
-    """(loss, grads, final state) for one (B, T) batch; the final state has h0's layout."""
+def _loss_and_grads_one(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any,
+                        masks: Sequence[Any] | None) -> tuple[float, dict[str, Any], Any]:
     loss, cache = forward(params, inputs, targets, h0, masks=masks)
     grads, _ = backward(params, cache)
     return loss, grads, _external_state(params, cache.state).copy()
+
+
+def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
+                   masks: Sequence[Any] | None = None) -> tuple[float, dict[str, Any], Any]:
+    """(loss, grads, final state) for one (B, T) batch; the final state has h0's layout.
+
+    With P > 1 BLAS threads (NumPy only, B >= 16) the batch runs as P shards in parallel threads,
+    each with single-threaded BLAS (`charnn.parallel`): the loss is a mean over B·T, so
+
+        L = Σ_s (B_s / B) L_s,    ∇L = Σ_s (B_s / B) ∇L_s,    final state = the shards' states stacked.
+    """
+    xp = xp_of(params["V"])
+    inputs, targets = xp.asarray(inputs), xp.asarray(targets)
+    B = inputs.shape[0]
+    P = parallel.num_shards(xp, B)
+    if P == 1:
+        return _loss_and_grads_one(params, inputs, targets, h0, masks)
+    s0 = _internal_state(params, h0, B)                    # (L, S, B, H): shards cut axis 2
+    vanilla = is_vanilla(params)
+
+    def shard(a: int, b: int) -> tuple[float, dict[str, Any], Any]:
+        st = s0[:, :, a:b]
+        return _loss_and_grads_one(params, inputs[a:b], targets[a:b], st[0, 0] if vanilla else st,
+                                   None if masks is None else [m[:, a:b] for m in masks])
+
+    rows = parallel.cuts(B, P)
+    with parallel.single_threaded_blas() as owner:
+        if not owner:                                       # another thread is sharding right now
+            return _loss_and_grads_one(params, inputs, targets, h0, masks)
+        futures = [parallel.executor(P - 1).submit(shard, a, b) for a, b in rows[1:]]
+        try:
+            parts = [shard(*rows[0])]                       # the calling thread takes shard 0
+        finally:
+            parts += [f.result() for f in futures]
+    weights = [(b - a) / B for a, b in rows]
+    loss = sum(w * part[0] for w, part in zip(weights, parts))
+    grads = {}
+    for k in parts[0][1]:
+        g = parts[0][1][k]
+        g *= weights[0]
+        for w, part in zip(weights[1:], parts[1:]):
+            g += w * part[1][k]
+        grads[k] = g
+    state = xp.concatenate([part[2] for part in parts], axis=0 if vanilla else 2)
+    return loss, grads, state
 
 
 def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,

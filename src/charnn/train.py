@@ -278,6 +278,15 @@ class Trainer:
         self.h = h_last if cfg.carry_state else None
         return loss
 
+    def epoch_offset(self, epoch: int) -> int:
+        """Where epoch `epoch` starts reading the training text (--random-offset): a rotation drawn
+        from (seed, epoch), so a resumed run reads exactly what a straight one would. Every epoch
+        then cuts the text into different chunks and hands each stream a different history, which
+        the model cannot learn by heart; 0 (the seed's layout) without the option."""
+        if not self.cfg.random_offset:
+            return 0
+        return int(np.random.default_rng([self.cfg.seed, 3, epoch]).integers(len(self.batches.ids)))
+
     def dropout_masks(self, B: int, T: int) -> list:
         """This step's dropout masks, from a generator seeded by (seed, step): resume needs no RNG state."""
         _, L, _, H = stack.describe(self.params)
@@ -365,6 +374,7 @@ class Trainer:
                     if self.batch_index == 0:
                         self.h = None     # each epoch reads the streams from their start
                     epoch_no = self.epoch + 1
+                    self.batches.offset = self.epoch_offset(self.epoch)
                     inputs, targets = self.batches.get(self.batch_index)
                     t = time.perf_counter()
                     loss = self.train_step(inputs, targets)

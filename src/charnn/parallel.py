@@ -1,0 +1,86 @@
+"""Data parallelism over the batch for the NumPy engine: shards in threads, each with one BLAS thread.
+
+The B sequences of a batch are independent until their gradients are summed, so with P BLAS
+threads available the batch is cut into P shards that run forward and backward in P Python
+threads at once (NumPy releases the GIL inside BLAS and ufunc loops), each shard with
+single-threaded BLAS, and their gradients are added. Compared with one multi-threaded GEMM per
+time step this parallelises the element-wise work too and replaces 2T+2 thread hand-offs per
+training step by one, which matters most on a busy machine. Used by `charnn.model` (the vanilla
+fast path) and `charnn.stack` (LSTM, GRU, stacked layers).
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+
+MIN_ROWS_PER_SHARD = 8
+_blas: Any = None            # threadpoolctl's BLAS controllers, once looked up; False if unavailable
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def blas_controllers() -> list:
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController  # noqa: PLC0415
+            _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+        except Exception:  # not installed, or a BLAS it cannot drive
+            _blas = False
+    return _blas or []
+
+
+_blas_owner = threading.Lock()   # held by the one call that has changed the BLAS thread count
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[bool]:
+    """NumPy's BLAS limited to one thread inside the block, restored after (even on errors).
+
+    Yields whether this call holds the limit. One call at a time does: the thread count is saved
+    and restored by that same thread (OpenBLAS does not reliably take a restore from another
+    thread). A call made meanwhile from another thread leaves the setting alone and yields False.
+    """
+    if not _blas_owner.acquire(blocking=False):
+        yield False
+        return
+    try:
+        saved = [(lc, lc.num_threads) for lc in blas_controllers()]
+        for lc, n in saved:
+            if n != 1:
+                lc.set_num_threads(1)
+        try:
+            yield True
+        finally:
+            for lc, n in saved:
+                if n != 1:
+                    lc.set_num_threads(n)
+    finally:
+        _blas_owner.release()
+
+
+def num_shards(xp: Any, B: int) -> int:
+    """How many threads to spread a batch over: the BLAS thread count (so OPENBLAS_NUM_THREADS,
+    OMP_NUM_THREADS and threadpoolctl limits are honoured), at most one per MIN_ROWS_PER_SHARD rows."""
+    if xp is not np or B < 2 * MIN_ROWS_PER_SHARD:
+        return 1
+    threads = min((lc.num_threads for lc in blas_controllers()), default=1)
+    return max(1, min(threads, B // MIN_ROWS_PER_SHARD))
+
+
+def executor(workers: int) -> Any:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charnn")
+        return _pool
+
+
+def cuts(B: int, P: int) -> list[tuple[int, int]]:
+    """Row ranges of P near-equal shards of a batch of B."""
+    edges = [B * i // P for i in range(P + 1)]
+    return list(zip(edges, edges[1:]))
