@@ -3,7 +3,7 @@
 Runs, one after the other on the same machine, each for the same training wall-clock budget:
 
   charnn   `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`;
-           a 2-layer GRU of 512 units, see the preset)
+           a 2-layer GRU of 512 units with locked dropout 0.5, weight decay and random offsets, see the preset)
   pytorch  the PyTorch twin of the issue: nn.LSTM 2×512, dropout 0.2 (between the layers and before
            the output layer), Adam 2e-3 with cosine decay, B=64, T=100, random windows of the train
            split from a zero state, global-norm clipping at 5
@@ -77,7 +77,8 @@ def steps_per_s_charnn(cfg: Config, corpus: Corpus, n: int = 4) -> float:
     """Training steps per second of cfg's model, timed on n steps after one warm-up step."""
     params = model.init_params(len(corpus.vocab), cfg.hidden_size, seed=0, dtype=np.dtype(cfg.dtype),
                                cell=cfg.cell, layers=cfg.layers)
-    opt = make_optimizer(cfg.optimizer, cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
+    opt = make_optimizer(cfg.optimizer, cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
+                         weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(0)
     ids = corpus.split(cfg.train_fraction)[0]
     B, T = cfg.batch_size, cfg.max_len
@@ -87,7 +88,8 @@ def steps_per_s_charnn(cfg: Config, corpus: Corpus, n: int = 4) -> float:
     times = []
     for i in range(n + 1):
         t = time.perf_counter()
-        masks = stack.dropout_masks(rng, cfg.dropout, L, T, B, H, np.dtype(cfg.dtype)) if cfg.dropout else None
+        masks = (stack.dropout_masks(rng, cfg.dropout, L, T, B, H, np.dtype(cfg.dtype), locked=cfg.locked_dropout)
+                 if cfg.dropout else None)
         _, grads, _ = (stack.loss_and_grads(params, x, y, masks=masks) if masks is not None
                        else model.loss_and_grads(params, x, y))
         clip_by_value(grads, -cfg.grad_clip, cfg.grad_clip)
@@ -286,6 +288,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     ap.add_argument("--evals", type=int, default=12, help="validations per run [12]")
     ap.add_argument("--no-fit", action="store_true", help="keep the preset's max_steps (no calibration)")
+    ap.add_argument("--include", type=Path, action="append", default=[], metavar="QUALITY.json",
+                    help="also table and plot the runs of an earlier quality.json whose names are not measured "
+                         "here or in an earlier --include (paired runs; each keeps the date it was measured)")
     args = ap.parse_args()
     set_evals(args.evals)
     torch.set_num_threads(max(1, int(next((i["num_threads"] for i in threadpool_info()
@@ -310,9 +315,20 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown run {name!r}")
         r = results[-1]
+        r["measured"] = {"date": datetime.now().isoformat(timespec="seconds"), "blas": meta["blas"],
+                         "load_avg_end": load_avg()}
         print(f"[{name}] {r['steps']} steps, {r['chars_per_s']:,.0f} chars/s, best streamed {r['best_streamed']:.4f}, "
               f"best exact {r['best_exact']:.4f}", flush=True)
         meta["load_avg_end"] = load_avg()
+        (args.out / "quality.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2) + "\n")
+    for path in args.include:          # the first file that has a run name wins
+        earlier = json.loads(path.read_text())
+        for r in earlier["runs"]:
+            if r["name"] not in {x["name"] for x in results}:
+                r.setdefault("measured", {k: earlier["meta"].get(k) for k in ("date", "blas", "load_avg_start", "load_avg_end")})
+                results.append(r)
+                print(f"[{r['name']}] from {path} (measured {r['measured'].get('date')})", flush=True)
+    if args.include:
         (args.out / "quality.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2) + "\n")
     plot(results, args.out / "quality.png", args.minutes)
     marks = [m for m in (5, 10, 15, 20, 25, 30) if m <= args.minutes] or [args.minutes]

@@ -21,7 +21,8 @@ def clip_by_value(grads: MutableMapping[str, Any], lo: float, hi: float) -> None
 
 def global_norm(grads: Mapping[str, Any]) -> float:
     """‖g‖₂ over all parameters together."""
-    return math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    # vdot: the sum of squares without a temporary the size of g
+    return math.sqrt(sum(float(xp_of(g).vdot(g.ravel(), g.ravel())) for g in grads.values()))
 
 
 def clip_by_global_norm(grads: MutableMapping[str, Any], max_norm: float) -> float:
@@ -131,16 +132,34 @@ class Adam(Optimizer):
                 m_all[k] = xp.zeros_like(p)
                 v_all[k] = xp.zeros_like(p)
             m, v = m_all[k], v_all[k]
+            # Every intermediate goes through one reused scratch array (`out=`): the same operations
+            # in the same order as the plain expressions, so bit-identical, but without the five
+            # fresh temporaries per parameter and step, which for a megabyte-sized matrix are each
+            # a new mapping of pages to fault in.
+            buf = self._scratch(xp, p)
             if self.weight_decay and p.ndim >= 2:
                 p *= 1.0 - self.lr * self.weight_decay
             m *= b1
-            m += (1.0 - b1) * g
+            xp.multiply(g, 1.0 - b1, out=buf)
+            m += buf
             v *= b2
-            v += (1.0 - b2) * (g * g)
-            denom = xp.sqrt(v)
-            denom /= sqrt_bc2
-            denom += self.eps
-            p -= step_size * (m / denom)
+            xp.multiply(g, g, out=buf)
+            buf *= 1.0 - b2
+            v += buf
+            xp.sqrt(v, out=buf)                              # denominator √v / √(1−β2ᵗ) + ε
+            buf /= sqrt_bc2
+            buf += self.eps
+            xp.divide(m, buf, out=buf)
+            buf *= step_size
+            p -= buf
+
+    def _scratch(self, xp: Any, p: Any) -> Any:
+        """A work array shaped like p (one per shape and dtype; not optimizer state, never saved)."""
+        key = (xp.__name__, p.shape, p.dtype.str)
+        scratch = self.__dict__.setdefault("_scratch_arrays", {})
+        if key not in scratch:
+            scratch[key] = xp.empty_like(p)
+        return scratch[key]
 
     def hyper(self) -> dict[str, Any]:
         return {**super().hyper(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
