@@ -270,7 +270,8 @@ def plot(results: list[dict], path: Path, minutes: float) -> None:
     ax.axhline(1.40, color="grey", ls="--", lw=0.8, label="target 1.40")
     ax.set_xlabel("training wall time (minutes)")
     ax.set_ylabel("validation loss (nats/char)")
-    ax.set_xlim(0, minutes * 1.02)
+    longest = max([p["train_s"] / 60 for r in results for p in r["curve"]] + [minutes])
+    ax.set_xlim(0, longest * 1.02)
     vals = [p["val_loss"] for r in results for p in r["curve"]] or [1.3, 2.0]
     ax.set_ylim(min(vals) - 0.05, min(max(vals), min(vals) + 0.8) + 0.05)
     ax.grid(alpha=0.3)
