@@ -45,6 +45,7 @@ import numpy as np
 
 from . import stack
 from .parallel import blas_controllers as _blas_controllers  # noqa: F401 - used by tests and benchmarks
+from .parallel import cuts, run_shards
 from .parallel import executor as _executor
 from .parallel import num_shards as _num_shards
 from .parallel import single_threaded_blas as _single_threaded_blas
@@ -376,17 +377,15 @@ def _loss_grads_all(params: Mapping[str, Any], inputs: Any, targets: Any, h0: An
     else:
         if h0 is not None:
             h0 = xp.broadcast_to(xp.asarray(h0), (B, H))
-        cut = [B * i // P for i in range(P + 1)]
-        args = [(params, inputs[a:b], targets[a:b], None if h0 is None else h0[a:b]) for a, b in zip(cut, cut[1:])]
-        with _single_threaded_blas() as owner:
-            if not owner:                                 # another thread is sharding right now
-                P, parts = 1, [_shard(params, inputs, targets, h0)]
-            else:
-                futures = [_executor(P - 1).submit(_shard, *a, i) for i, a in enumerate(args[1:], 1)]
-                try:
-                    parts = [_shard(*args[0])]            # the calling thread takes shard 0
-                finally:
-                    parts += [f.result() for f in futures]
+        rows = cuts(B, P)
+
+        def shard(i: int) -> tuple[float, Any, Any, Any]:
+            a, b = rows[i]
+            return _shard(params, inputs[a:b], targets[a:b], None if h0 is None else h0[a:b], i)
+
+        parts = run_shards(shard, P, _executor(P - 1))
+        if parts is None:                                 # another thread is sharding right now
+            P, parts = 1, [_shard(params, inputs, targets, h0)]
     scale = 1.0 / (B * T)
     M = parts[0][1]
     if P > 1:

@@ -115,6 +115,7 @@ class Adam(Optimizer):
         super().__init__(lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
+        self._scratch_arrays: dict[tuple, Any] = {}   # work arrays by shape (not state, never saved)
 
     def step(self, params: MutableMapping[str, Any], grads: Mapping[str, Any]) -> None:
         self.t += 1
@@ -156,10 +157,9 @@ class Adam(Optimizer):
     def _scratch(self, xp: Any, p: Any) -> Any:
         """A work array shaped like p (one per shape and dtype; not optimizer state, never saved)."""
         key = (xp.__name__, p.shape, p.dtype.str)
-        scratch = self.__dict__.setdefault("_scratch_arrays", {})
-        if key not in scratch:
-            scratch[key] = xp.empty_like(p)
-        return scratch[key]
+        if key not in self._scratch_arrays:
+            self._scratch_arrays[key] = xp.empty_like(p)
+        return self._scratch_arrays[key]
 
     def hyper(self) -> dict[str, Any]:
         return {**super().hyper(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,

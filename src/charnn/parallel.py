@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+R = TypeVar("R")
 MIN_ROWS_PER_SHARD = 8
 _blas: Any = None            # threadpoolctl's BLAS controllers, once looked up; False if unavailable
 _pool: Any = None
@@ -84,3 +85,18 @@ def cuts(B: int, P: int) -> list[tuple[int, int]]:
     """Row ranges of P near-equal shards of a batch of B."""
     edges = [B * i // P for i in range(P + 1)]
     return list(zip(edges, edges[1:]))
+
+
+def run_shards(work: Callable[[int], R], P: int, pool: Any = None) -> list[R] | None:
+    """[work(0), …, work(P−1)] with single-threaded BLAS: shard 0 in the calling thread, the rest
+    in the pool (default: `executor(P − 1)`). None when another thread holds the BLAS limit (it is
+    sharding right now): the caller then runs the whole batch in one piece instead."""
+    with single_threaded_blas() as owner:
+        if not owner:
+            return None
+        futures = [(pool or executor(P - 1)).submit(work, i) for i in range(1, P)]
+        try:
+            parts = [work(0)]
+        finally:
+            parts += [f.result() for f in futures]
+    return parts

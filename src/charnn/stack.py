@@ -373,20 +373,17 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
     s0 = _internal_state(params, h0, B)                    # (L, S, B, H): shards cut axis 2
     vanilla = is_vanilla(params)
 
-    def shard(a: int, b: int) -> tuple[float, dict[str, Any], Any]:
+    rows = parallel.cuts(B, P)
+
+    def shard(i: int) -> tuple[float, dict[str, Any], Any]:
+        a, b = rows[i]
         st = s0[:, :, a:b]
         return _loss_and_grads_one(params, inputs[a:b], targets[a:b], st[0, 0] if vanilla else st,
                                    None if masks is None else [m[:, a:b] for m in masks])
 
-    rows = parallel.cuts(B, P)
-    with parallel.single_threaded_blas() as owner:
-        if not owner:                                       # another thread is sharding right now
-            return _loss_and_grads_one(params, inputs, targets, h0, masks)
-        futures = [parallel.executor(P - 1).submit(shard, a, b) for a, b in rows[1:]]
-        try:
-            parts = [shard(*rows[0])]                       # the calling thread takes shard 0
-        finally:
-            parts += [f.result() for f in futures]
+    parts = parallel.run_shards(shard, P)
+    if parts is None:                                       # another thread is sharding right now
+        return _loss_and_grads_one(params, inputs, targets, h0, masks)
     weights = [(b - a) / B for a, b in rows]
     loss = sum(w * part[0] for w, part in zip(weights, parts))
     grads = {}

@@ -202,6 +202,7 @@ class Trainer:
             if self.batch_index >= len(self.batches):
                 raise ResumeError(f"checkpoint batch index {self.batch_index} is past the end of an epoch "
                                   f"({len(self.batches)} batches)")
+        self.batches.offset = self.epoch_offset(self.epoch)   # a resumed epoch keeps its rotation
         self.params = {k: self.xp.asarray(v) for k, v in params.items()}
         self.num_params = int(sum(p.size for p in self.params.values()))
         self.prompt = self._usable_prompt(cfg.prompt)
@@ -373,8 +374,8 @@ class Trainer:
                         break
                     if self.batch_index == 0:
                         self.h = None     # each epoch reads the streams from their start
+                        self.batches.offset = self.epoch_offset(self.epoch)
                     epoch_no = self.epoch + 1
-                    self.batches.offset = self.epoch_offset(self.epoch)
                     inputs, targets = self.batches.get(self.batch_index)
                     t = time.perf_counter()
                     loss = self.train_step(inputs, targets)
