@@ -11,6 +11,7 @@ PKG = Path(charnn.__file__).parent
 LAYER = {
     "backend": 0,
     "config": 0,
+    "workspace": 0.5,  # work buffers kept between training steps (cells, stack)
     "vocab": 1,
     "cells": 1,      # LSTM/GRU/RNN cell forward/backward pairs (issue 9)
     "schedule": 1,   # learning-rate schedules
@@ -36,7 +37,7 @@ LAYER = {
     "cli": 7,
 }
 ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule", "kernels", "encoded"}
+          "cells", "stack", "schedule", "kernels", "encoded", "workspace"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import cells, parallel
+from . import cells, parallel, workspace
 from .backend import xp_of
 
 CELLS = ("rnn", "lstm", "gru")
@@ -213,13 +213,13 @@ def _layer_forward(cell: str, p: Mapping[str, Any], pre: str, a: Any, s0: Any) -
     xp = xp_of(a)
     W = p[pre + "W"]
     if cell == "lstm":
-        hs, cache = cells.lstm_forward(a, W, s0[0], s0[1])
+        hs, cache = cells.lstm_forward(a, W, s0[0], s0[1], ws=pre)
         sT = xp.stack([hs[-1], cache.cs[-1]])
     elif cell == "gru":
-        hs, cache = cells.gru_forward(a, W, p[pre + "bn"], s0[0])
+        hs, cache = cells.gru_forward(a, W, p[pre + "bn"], s0[0], ws=pre)
         sT = hs[-1][None]
     else:
-        hs, cache = cells.rnn_forward(a, W, s0[0])
+        hs, cache = cells.rnn_forward(a, W, s0[0], ws=pre)
         sT = hs[-1][None]
     return hs[1:], cache, sT
 
@@ -230,17 +230,27 @@ def _layer_backward(cell: str, p: Mapping[str, Any], pre: str, dh: Any, cache: A
     xp = xp_of(dh)
     W = p[pre + "W"]
     if cell == "lstm":
-        da, dW, dh0, dc0 = cells.lstm_backward(dh, W, cache)
+        da, dW, dh0, dc0 = cells.lstm_backward(dh, W, cache, ws=pre)
         ds0 = xp.stack([dh0, dc0])
     elif cell == "gru":
-        da, dW, dbn, dh0 = cells.gru_backward(dh, W, cache)
+        da, dW, dbn, dh0 = cells.gru_backward(dh, W, cache, ws=pre)
         grads[pre + "bn"] = dbn
         ds0 = dh0[None]
     else:
-        da, dW, dh0 = cells.rnn_backward(dh, W, cache)
+        da, dW, dh0 = cells.rnn_backward(dh, W, cache, ws=pre)
         ds0 = dh0[None]
     grads[pre + "W"] = dW
     return da, ds0
+
+
+def _gather_rows(xp: Any, table: Any, x: Any, name: str) -> Any:
+    """table[x] for ids x (T, B): rows of table, into a kept work buffer when one is active."""
+    if xp is not np or not workspace.active():
+        return table[x]
+    if x.size and (int(x.min()) < 0 or int(x.max()) >= table.shape[0]):
+        raise IndexError(f"character id out of range for a vocabulary of {table.shape[0]}")
+    out = workspace.empty(xp, name, (*x.shape, table.shape[1]), table.dtype)
+    return np.take(table, x, axis=0, out=out, mode="clip")   # ids checked above; "raise" would buffer
 
 
 def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[Any] | None = None,
@@ -259,14 +269,15 @@ def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[A
         U, b = params[pre + "U"], params[pre + "b"]
         if l == 0:
             # One-hot input: U x_t is column x_t of U, i.e. a row gather of Uᵀ (no one-hot matrix).
-            a = xp.ascontiguousarray(U.T)[x]
+            a = _gather_rows(xp, xp.ascontiguousarray(U.T), x, pre + "a")
         else:
-            a = (inp.reshape(T * B, -1) @ U.T).reshape(T, B, -1)
+            a = workspace.empty(xp, pre + "a", (T, B, U.shape[0]), U.dtype)
+            xp.matmul(inp.reshape(T * B, -1), U.T, out=a.reshape(T * B, -1))
         a += b
         out, cache, sT = _layer_forward(cell, params, pre, a, state0[l])
         finals.append(sT)
         if masks is not None:
-            out = out * masks[l]
+            out = xp.multiply(out, masks[l], out=workspace.empty(xp, pre + "dropped", out.shape, out.dtype))
         if keep:
             caches.append(cache)
             if l > 0:
@@ -275,10 +286,10 @@ def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[A
     return inp, xp.stack(finals), ins, caches
 
 
-def _log_softmax_rows(xp: Any, logits: Any) -> tuple[Any, Any]:
+def _log_softmax_rows(xp: Any, logits: Any, out: Any = None) -> tuple[Any, Any]:
     """Row-wise stable softmax of logits (in place: logits ← logits − max); returns (probs, log Σ exp)."""
     logits -= logits.max(axis=1, keepdims=True)
-    probs = xp.exp(logits)
+    probs = xp.exp(logits, out=out)
     sums = probs.sum(axis=1)
     probs /= sums[:, None]
     return probs, xp.log(sums)
@@ -298,9 +309,10 @@ def forward(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None
     s0 = _internal_state(params, h0, B)
     top, sT, ins, caches = run_layers(params, x, s0, masks)
     H = top.shape[-1]
-    logits = top.reshape(T * B, H) @ params["V"].T
+    V = params["V"]
+    logits = xp.matmul(top.reshape(T * B, H), V.T, out=workspace.empty(xp, "logits", (T * B, V.shape[0]), V.dtype))
     logits += params["c"]
-    probs, logz = _log_softmax_rows(xp, logits)
+    probs, logz = _log_softmax_rows(xp, logits, out=workspace.empty(xp, "probs", logits.shape, logits.dtype))
     y = xp.ascontiguousarray(targets.T).reshape(-1)
     loss = float(xp.mean(logz - logits[xp.arange(T * B), y]))
     return loss, Cache(x=x, y=y, ins=ins, caches=caches, masks=masks, top=top, probs=probs, state=sT)
@@ -324,7 +336,7 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
     do /= N
     top = cache.top.reshape(N, -1)
     grads: dict[str, Any] = {"V": do.T @ top, "c": do.sum(axis=0)}
-    dh = (do @ V).reshape(T, B, -1)
+    dh = xp.matmul(do, V, out=workspace.empty(xp, "dtop", (N, V.shape[1]), do.dtype)).reshape(T, B, -1)
     pres = prefixes(params)
     ds0 = [None] * len(pres)
     for l in range(len(pres) - 1, -1, -1):
@@ -338,21 +350,24 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
         if l == 0:
             # dU = Σ_t da_t x_tᵀ with one-hot x: one (G·H × N)·(N × V) GEMM against the one-hot matrix,
             # several times faster than a scatter-add of N rows of width G·H.
-            onehot = xp.zeros((N, U.shape[1]), dtype=da.dtype)
+            onehot = workspace.empty(xp, "onehot", (N, U.shape[1]), da.dtype)
+            onehot.fill(0)
             onehot[xp.arange(N), x.reshape(-1)] = 1
             grads[pre + "U"] = da2.T @ onehot
         else:
             grads[pre + "U"] = da2.T @ cache.ins[l - 1].reshape(N, -1)
-            dh = (da2 @ U).reshape(T, B, -1)
+            dh = xp.matmul(da2, U, out=workspace.empty(xp, pre + "dx", (N, U.shape[1]), da2.dtype)).reshape(T, B, -1)
     dstate = _external_state(params, xp.stack(ds0))
     return {k: grads[k] for k in params}, dstate
 
 
 def _loss_and_grads_one(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any,
                         masks: Sequence[Any] | None) -> tuple[float, dict[str, Any], Any]:
-    loss, cache = forward(params, inputs, targets, h0, masks=masks)
-    grads, _ = backward(params, cache)
-    return loss, grads, _external_state(params, cache.state).copy()
+    # Forward and backward in one block, returning fresh arrays only: safe to reuse the buffers.
+    with workspace.reusing():
+        loss, cache = forward(params, inputs, targets, h0, masks=masks)
+        grads, _ = backward(params, cache)
+        return loss, grads, _external_state(params, cache.state).copy()
 
 
 def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
@@ -391,7 +406,9 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
         g = parts[0][1][k]
         g *= weights[0]
         for w, part in zip(weights[1:], parts[1:]):
-            g += w * part[1][k]
+            gp = part[1][k]
+            gp *= w                                         # in place: no temporary per parameter
+            g += gp
         grads[k] = g
     state = xp.concatenate([part[2] for part in parts], axis=0 if vanilla else 2)
     return loss, grads, state
