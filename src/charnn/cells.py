@@ -8,14 +8,19 @@ The split of work between a cell and the layer stack (`charnn.stack`) is the sam
 * The stack computes the *input projection* of all T steps at once, ``a_t = U x_t + b`` — one GEMM
   (or one row gather for one-hot characters) — and hands the cell the buffer ``a`` of shape
   (T, B, G·H), G = number of gate blocks (RNN 1, GRU 3, LSTM 4).
-* The cell runs the recurrence: per step exactly one GEMM ``h_{t-1} @ W.T`` with W of shape
-  (G·H, H), plus element-wise work done in place (``out=``) in preallocated buffers. The
-  buffer ``a`` is overwritten with the activated gates and later, in the backward pass, with
-  dL/da — the pre-activation gradients the stack needs for dU, db and the layer below.
+* The cell runs the recurrence: per step exactly one GEMM W h_{t-1} with W of shape (G·H, H),
+  computed feature-major as ``W @ h.T`` (faster than ``h @ W.T`` at a shard's batch size) and
+  added to the gates transposed, plus element-wise work done in place (``out=``) in
+  preallocated buffers. The buffer ``a`` is overwritten with the activated gates and later, in
+  the backward pass, with dL/da — the pre-activation gradients the stack needs for dU, db and
+  the layer below.
 * The backward pass takes dL/dh_t for t = 1..T from above (the output projection or the next
   layer; the buffer is consumed in place), runs back through time with one GEMM per step for
-  the recurrent gradient dL/dh_{t-1} += da_t W, and forms dW = Σ_t da_tᵀ h_{t-1} as a single
-  (G·H × TB)·(TB × H) GEMM after the loop.
+  the recurrent gradient dL/dh_{t-1} += Wᵀ da_t (again feature-major, ``Wᵀ @ da.T``), and forms
+  dW = Σ_t da_tᵀ h_{t-1} as a single (G·H × TB)·(TB × H) GEMM after the loop.
+* Work buffers are named (``ws`` prefix) so that `charnn.workspace` can keep them from one
+  training step to the next; for NumPy float arrays with T > 4 the LSTM's element-wise step
+  runs as compiled kernels (`charnn.kernels`), the same arithmetic in fewer passes.
 
 Gate order within the G·H rows of W, U and b (ours vs PyTorch):
 
@@ -35,7 +40,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import workspace
+import numpy as np
+
+from . import kernels, workspace
 from .backend import xp_of
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}       # gate blocks G: W is (G·H, H)
@@ -167,8 +174,17 @@ def lstm_forward(a: Any, W: Any, h0: Any, c0: Any, *, ws: str = "") -> tuple[Any
     rec = _empty(xp, ws + "rec", (G, B), dt)
     ig = _empty(xp, ws + "ig", (B, H), dt)
     H3 = 3 * H
+    fused = kernels.lstm_forward_steps() if xp is np and T > 4 else None
     for t in range(T):
         at = a[t]
+        if fused is not None:                     # the same arithmetic below, in three passes
+            gates_in, cell = fused
+            gates_in(at, _recurrent_into(xp, W, hs[t], rec))
+            xp.tanh(at, out=at)
+            cell(at, cs[t], cs[t + 1])
+            xp.tanh(cs[t + 1], out=tcs[t])
+            xp.multiply(at[:, 2 * H:H3], tcs[t], out=hs[t + 1])
+            continue
         at += _recurrent_into(xp, W, hs[t], rec).T
         # σ on (i, f, o) and tanh on g in one tanh pass: σ(x) = ½ + ½ tanh(x/2).
         s = at[:, :H3]
@@ -209,11 +225,16 @@ def lstm_backward(dhs: Any, W: Any, cache: LSTMCache, *, ws: str = "") -> tuple[
     tmp = _empty(xp, ws + "tmp", (B, H), dt)
     s2 = _empty(xp, ws + "s2", (B, H3), dt)
     WT = _backward_operand(xp, W, T)
+    fused = kernels.lstm_backward_step() if xp is np and T > 4 else None
     for t in range(T - 1, -1, -1):
         at = gates[t]
-        i, f, o, g = at[:, :H], at[:, H:H2], at[:, H2:H3], at[:, H3:]
         dh = dhs[t]
         dh += dnT.T
+        if fused is not None:                     # the same products below, in one compiled pass
+            fused(at, dh, dc, tcs[t], cs[t])
+            xp.matmul(WT, at.T, out=dnT)
+            continue
+        i, f, o, g = at[:, :H], at[:, H:H2], at[:, H2:H3], at[:, H3:]
         tc = tcs[t]
         # dc = dL/dc_t = dc_next + dh ⊙ o ⊙ (1 − tanh²(c_t))
         xp.multiply(tc, tc, out=tmp)

@@ -1,14 +1,21 @@
-"""Compiled kernels (Numba) for the loop NumPy cannot batch: sampling one character at a time.
+"""Compiled kernels (Numba) for the loops NumPy cannot batch or fuse.
 
-At batch 1 a generation step is a (H+V)×H matrix-vector product, a tanh over H numbers and a
-draw over V: microseconds of arithmetic that NumPy would spread over a dozen calls, each with its
-own dispatch overhead. `generate` runs all n steps in one compiled loop. It computes exactly what
-the NumPy path in `charnn.model.generate` computes (same formulas, same uniforms, same inverse-CDF
-rule), so the two agree up to float rounding in the products.
+Sampling: at batch 1 a generation step is a (H+V)×H matrix-vector product, a tanh over H numbers
+and a draw over V: microseconds of arithmetic that NumPy would spread over a dozen calls, each with
+its own dispatch overhead. `generate` runs all n steps in one compiled loop. It computes exactly
+what the NumPy path in `charnn.model.generate` computes (same formulas, same uniforms, same
+inverse-CDF rule), so the two agree up to float rounding in the products.
 
-Only sampling uses it. Compiled recurrences for training and evaluation at batch 1 were measured
-too: about 10% faster than NumPy's BLAS calls there, but importing numba adds 60-100 MB to the
-process, which `charnn train` cannot afford (its peak memory is a target), so those stay NumPy.
+LSTM steps (`charnn.cells`): the element-wise work of one LSTM time step is about ten NumPy calls
+forward and fifteen backward over (B, 4H) and (B, H) blocks. `lstm_forward_steps` and
+`lstm_backward_step` do the same arithmetic in two and one compiled passes (the forward pass keeps
+NumPy's vectorised tanh, which Numba cannot match without SVML). Compiled with nogil, so the batch
+shards of a training step run them in parallel threads. Results agree with the NumPy path to
+rounding (tested, float32 and float64).
+
+The vanilla RNN's training and evaluation stay NumPy: compiled recurrences were measured about 10%
+faster at batch 1, but importing numba adds 60-100 MB to the process, which the vanilla
+`charnn train` cannot afford (its peak memory is a target). The LSTM pays that import.
 
 Optional: without numba installed, or with the environment variable CHARNN_NO_NUMBA=1,
 `available()` is False and callers use their NumPy path. Numba is imported on first use only, so
@@ -114,21 +121,98 @@ def _matvec_py(R: np.ndarray, h: np.ndarray, r: np.ndarray) -> None:
 _matvec = _matvec_py   # replaced by the compiled version in _build()
 
 
-def _build() -> None:
+def _lstm_backward_step_py(at: np.ndarray, dh: np.ndarray, dc: np.ndarray, tc: np.ndarray,
+                           c_prev: np.ndarray) -> None:
+    """One LSTM step back through its gates, in place (the element-wise part of `cells.lstm_backward`).
+
+    In: at (B, 4H) the activated gates (i, f, o, g) of step t; dh = dL/dh_t (B, H); dc = dL/dc_t
+    from step t+1 (B, H); tc = tanh(c_t); c_prev = c_{t−1}. Out: at ← da_t, dc ← dL/dc_{t−1}:
+
+        dc  += dh ⊙ o ⊙ (1 − tanh²(c_t))
+        da_i = dc ⊙ g ⊙ i(1 − i)        da_f = dc ⊙ c_{t−1} ⊙ f(1 − f)
+        da_o = dh ⊙ tanh(c_t) ⊙ o(1 − o) da_g = dc ⊙ i ⊙ (1 − g²)        dc ← dc ⊙ f
+
+    One pass instead of about fifteen NumPy calls; the same products in the same dtype.
+    """
+    B, G = at.shape
+    H = G // 4
+    one = at.dtype.type(1)
+    for b in range(B):
+        for j in range(H):
+            i = at[b, j]
+            f = at[b, H + j]
+            o = at[b, 2 * H + j]
+            g = at[b, 3 * H + j]
+            d = dh[b, j]
+            t = tc[b, j]
+            dcj = dc[b, j] + d * o * (one - t * t)
+            at[b, j] = dcj * g * (i * (one - i))
+            at[b, H + j] = dcj * c_prev[b, j] * (f * (one - f))
+            at[b, 2 * H + j] = d * t * (o * (one - o))
+            at[b, 3 * H + j] = dcj * i * (one - g * g)
+            dc[b, j] = dcj * f
+
+
+def _lstm_gates_in_py(at: np.ndarray, rec: np.ndarray) -> None:
+    """at ← (at + recᵀ) ⊙ [½ … ½ 1 … 1]: the recurrent term added, the σ-gates pre-halved for tanh.
+
+    at (B, 4H) holds U x_t + b in row form, rec (4H, B) holds W h_{t−1} feature-major (the
+    per-step GEMM's output). The three sigmoid blocks (i, f, o) are halved because the forward pass
+    evaluates σ(x) = ½ + ½ tanh(x/2) with one tanh over all four blocks.
+    """
+    B, G = at.shape
+    H3 = 3 * (G // 4)
+    half = at.dtype.type(0.5)
+    for b in range(B):
+        for j in range(H3):
+            at[b, j] = (at[b, j] + rec[j, b]) * half
+        for j in range(H3, G):
+            at[b, j] = at[b, j] + rec[j, b]
+
+
+def _lstm_cell_py(at: np.ndarray, c_prev: np.ndarray, c: np.ndarray) -> None:
+    """After tanh over the gates: σ-gates finished (½ + ½ tanh) in place, c_t = f ⊙ c_{t−1} + i ⊙ g."""
+    B, G = at.shape
+    H = G // 4
+    half = at.dtype.type(0.5)
+    for b in range(B):
+        for j in range(3 * H):
+            at[b, j] = half + half * at[b, j]
+        for j in range(H):
+            c[b, j] = at[b, H + j] * c_prev[b, j] + at[b, j] * at[b, 3 * H + j]
+
+
+def _build(name: str) -> None:
     nb = _numba
-    # reassoc/contract only: lets the dot products vectorise without assuming away inf/NaN
-    # (top-k masking relies on −inf).
     # cache=False: Numba's on-disk cache stores pickled index files, and charnn reads no pickle
     # from disk anywhere; compiling costs about a second once per process.
-    matvec = nb.njit(cache=False, fastmath={"reassoc", "contract"})(_matvec_py)
-    globals()["_matvec"] = matvec
-    _compiled["generate"] = nb.njit(cache=False)(_generate_py)
+    if name == "generate":
+        # reassoc/contract only: lets the dot products vectorise without assuming away inf/NaN
+        # (top-k masking relies on −inf).
+        matvec = nb.njit(cache=False, fastmath={"reassoc", "contract"})(_matvec_py)
+        globals()["_matvec"] = matvec
+        _compiled["generate"] = nb.njit(cache=False)(_generate_py)
+    elif name in ("lstm_backward_step", "lstm_gates_in", "lstm_cell"):
+        # nogil: the batch shards of a training step run these in parallel threads.
+        _compiled[name] = nb.njit(cache=False, nogil=True)(globals()[f"_{name}_py"])
+    else:
+        raise KeyError(name)
 
 
 def _kernel(name: str) -> Callable[..., Any]:
     if name not in _compiled:
-        _build()
+        _build(name)
     return _compiled[name]
+
+
+def lstm_backward_step() -> Callable[..., None] | None:
+    """The compiled `_lstm_backward_step_py`, or None when numba is unavailable or disabled."""
+    return _kernel("lstm_backward_step") if available() else None
+
+
+def lstm_forward_steps() -> tuple[Callable[..., None], Callable[..., None]] | None:
+    """The compiled (`_lstm_gates_in_py`, `_lstm_cell_py`), or None when numba is unavailable or disabled."""
+    return (_kernel("lstm_gates_in"), _kernel("lstm_cell")) if available() else None
 
 
 def generate(R: np.ndarray, UTb: np.ndarray, c: np.ndarray, h: np.ndarray, x: np.ndarray | None,
