@@ -162,6 +162,26 @@ class Twin(torch.nn.Module):
 
 
 @torch.no_grad()
+def twin_to_charnn(m: Twin) -> dict[str, np.ndarray]:
+    """The twin's weights in charnn's LSTM layout (exact: the layouts differ only in gate order).
+
+    torch.nn.LSTM stacks its gates (i, f, g, o); charnn's are (i, f, o, g), and charnn has one
+    bias per layer where PyTorch has b_ih + b_hh.
+    """
+    H = m.lstm.hidden_size
+    perm = np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
+    out = {}
+    for l in range(m.lstm.num_layers):
+        g = lambda name: getattr(m.lstm, f"{name}_l{l}").detach().numpy().astype(np.float32)  # noqa: E731
+        out[f"L{l}.W"] = np.ascontiguousarray(g("weight_hh")[perm])
+        out[f"L{l}.U"] = np.ascontiguousarray(g("weight_ih")[perm])
+        out[f"L{l}.b"] = np.ascontiguousarray((g("bias_ih") + g("bias_hh"))[perm])
+    out["V"] = m.head.weight.detach().numpy().astype(np.float32).copy()
+    out["c"] = m.head.bias.detach().numpy().astype(np.float32).copy()
+    return out
+
+
+@torch.no_grad()
 def twin_eval(m: Twin, val: np.ndarray, streams: int, burn_in: int = BURN_IN, chunk: int = 1000) -> float:
     m.eval()
     if streams == 1:
@@ -237,6 +257,10 @@ def run_twin(corpus: Corpus, minutes: float, out: Path, seed: int = 0) -> dict:
                 best, best_state = v, {k: t_.clone() for k, t_ in m.state_dict().items()}
     m.load_state_dict(best_state)
     exact = twin_eval(m, val_ids, 1)
+    # The best weights, in charnn's layout, for later scoring (benchmarks/bench_cache.py --params).
+    from safetensors.numpy import save_file  # noqa: PLC0415
+    (out / "pytorch").mkdir(parents=True, exist_ok=True)
+    save_file(twin_to_charnn(m), str(out / "pytorch" / "best-params.safetensors"))
     return {"name": "pytorch", "config": {"cell": "lstm", "layers": 2, "hidden_size": 512, "dropout": 0.2,
                                           "lr": 2e-3, "lr_schedule": "cosine", "batch_size": B, "max_len": T,
                                           "clip_norm": 5.0, "batches": "random windows, zero state"},

@@ -101,6 +101,31 @@ def test_eval_text_report_and_given_data(run, tmp_path):
     assert_user_error(charnn("eval", run, "--data", bad), "vocabulary", "'∑'")
 
 
+def test_eval_with_a_cache_reports_both_losses(run):
+    plain = json.loads(charnn("eval", run, "--json").out)
+    res = charnn("eval", run, "--json", "--cache", "500", "--cache-theta", "10", "--cache-lambda", "0.2")
+    assert res.rc == 0, res.err
+    r = json.loads(res.out)
+    assert r["nats_per_char"] == plain["nats_per_char"]           # the plain figure is unchanged
+    assert r["cache"]["size"] == 500 and r["cache"]["theta"] == 10 and r["cache"]["lambda"] == 0.2
+    assert 0 < r["cache"]["nats_per_char"] < r["uniform_nats_per_char"]
+    off = json.loads(charnn("eval", run, "--json", "--cache", "500", "--cache-lambda", "0").out)
+    assert off["cache"]["nats_per_char"] == pytest.approx(plain["nats_per_char"], rel=1e-5)
+    text = charnn("eval", run, "--cache", "200")
+    assert text.rc == 0 and "+cache" in text.out and "last 200 states" in text.out
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--cache", "0"], "--cache"), (["--cache", "-3"], "--cache"), (["--cache", "x"], "whole number"),
+    (["--cache", "10", "--cache-lambda", "1.5"], "--cache-lambda"),
+    (["--cache", "10", "--cache-theta", "-1"], "--cache-theta"),
+    (["--cache", "10", "--cache-theta", "nan"], "--cache-theta"),
+    (["--cache-theta", "5"], "need --cache"),
+])
+def test_eval_cache_rejects(run, flags, needle):
+    assert_user_error(charnn("eval", run, *flags), needle)
+
+
 def test_info(run):
     res = charnn("info", run / "checkpoints" / "last.safetensors")
     assert res.rc == 0, res.err

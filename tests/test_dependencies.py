@@ -15,12 +15,13 @@ LAYER = {
     "vocab": 1,
     "cells": 1,      # LSTM/GRU/RNN cell forward/backward pairs (issue 9)
     "schedule": 1,   # learning-rate schedules
-    "kernels": 1,    # optional compiled (numba) kernels for the fast path; below model
+    "kernels": 0.5,    # optional compiled (numba) kernels for the fast path; below model
     "parallel": 1,   # batch shards in threads with single-threaded BLAS (model and stack)
     "stack": 1.5,    # multi-layer model over any cell; below model, which dispatches to it
     "data": 2,
     "model": 2,
     "optim": 2,
+    "neural_cache": 2,  # continuous cache over the model's recent states, for evaluation
     "encoded": 2.5,  # large corpora encoded to a file and memory-mapped; uses data, used by corpus
     "gradcheck": 3,
     "reference": 3,
@@ -37,7 +38,7 @@ LAYER = {
     "cli": 7,
 }
 ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule", "kernels", "encoded", "workspace"}
+          "cells", "stack", "schedule", "kernels", "encoded", "workspace", "neural_cache"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

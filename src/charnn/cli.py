@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -326,11 +327,24 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from . import checkpoint, evaluate
+    from . import checkpoint, evaluate, neural_cache
 
+    cache = None
+    if args.cache is not None:
+        if args.cache < 1:
+            raise CLIError(f"--cache must be >= 1 (a window of that many characters), got {args.cache}")
+        theta = neural_cache.DEFAULT_THETA if args.cache_theta is None else args.cache_theta
+        lam = neural_cache.DEFAULT_LAMBDA if args.cache_lambda is None else args.cache_lambda
+        if not (math.isfinite(theta) and theta >= 0):
+            raise CLIError(f"--cache-theta must be a finite number >= 0, got {theta}")
+        if not 0.0 <= lam <= 1.0:
+            raise CLIError(f"--cache-lambda must be in [0, 1], got {lam}")
+        cache = evaluate.CacheSpec(args.cache, theta, lam)
+    elif args.cache_theta is not None or args.cache_lambda is not None:
+        raise CLIError("--cache-theta and --cache-lambda need --cache K")
     path = checkpoint.resolve(args.checkpoint)
     ckpt = checkpoint.load(path)
-    res = evaluate.evaluate_checkpoint(ckpt, args.data)
+    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache)
     if args.json:
         print(json.dumps({**res.to_dict(), "checkpoint": str(path), "step": ckpt.step, "epoch": ckpt.epoch}))
     else:
@@ -340,6 +354,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .neural_cache import DEFAULT_LAMBDA, DEFAULT_SIZE, DEFAULT_THETA
+
     p = sub.add_parser("eval", help="loss of a checkpoint on the validation split or a given text",
                        description="Mean loss over the whole validation split of the run's corpus (or over "
                                    "the text at --data), hidden state carried through it: nats/char, bits/char, "
@@ -348,6 +364,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, metavar="PATH", help="evaluate on this text file (or folder) instead")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
+    p.add_argument("--cache", type=_whole, default=None, metavar="K",
+                   help="also report the model plus a continuous cache of its last K states "
+                        f"(charnn.neural_cache; a different model, reported next to the plain loss; e.g. {DEFAULT_SIZE})")
+    p.add_argument("--cache-theta", type=_finite_float, default=None, metavar="X",
+                   help=f"sharpness of the cache lookup (on cosine similarity) [{DEFAULT_THETA:g}]")
+    p.add_argument("--cache-lambda", type=_finite_float, default=None, metavar="X",
+                   help=f"weight of the cache in the mixture, in [0, 1] [{DEFAULT_LAMBDA:g}]")
     p.set_defaults(func=_cmd_eval)
 
 

@@ -5,6 +5,8 @@
     uniform     = ln V                          a model that knows only the vocabulary size
     unigram     = (1/N) Σ_t −ln p(y_t)          p = add-one-smoothed character frequencies of the
                                                 training split: a model with no memory at all
+    with cache  = the same model plus a continuous cache over its last K states (`charnn.neural_cache`),
+                  reported next to the plain loss when asked for (--cache K)
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import model
+from . import model, neural_cache
 from .checkpoint import Checkpoint, CheckpointError
 from .corpus import IN_MEMORY, Corpus, unigram_counts, unigram_nats
 from .data import DataError, read_corpus
@@ -31,6 +33,7 @@ class EvalResult:
     unigram_nats_per_char: float
     vocab_size: int
     data: str                     # what was evaluated
+    cache: dict[str, float] | None = None   # {"size", "theta", "lambda", "nats_per_char"} with --cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,25 +43,45 @@ class EvalResult:
         rows = [(f"model", self.nats_per_char, f"perplexity {self.perplexity:.3f}"),
                 (f"uniform", self.uniform_nats_per_char, f"ln {self.vocab_size}"),
                 (f"unigram", self.unigram_nats_per_char, "training-split character frequencies")]
+        if self.cache is not None:
+            k = self.cache
+            rows.insert(1, ("+cache", k["nats_per_char"],
+                            f"the model plus a cache of its last {int(k['size']):,} states "
+                            f"(theta {k['theta']:g}, lambda {k['lambda']:g})"))
         lines = [f"data: {self.data}; {self.chars:,} characters scored"]
         lines += [f"{name:<8} {n:7.4f} nats/char  {n / ln2:7.4f} bits/char   {note}" for name, n, note in rows]
         return "\n".join(lines)
 
 
-def score(params: dict, ids: np.ndarray, unigram: np.ndarray, *, data: str) -> EvalResult:
-    """Evaluate `params` on the id sequence `ids` (h carried from a zero start)."""
+@dataclass(frozen=True)
+class CacheSpec:
+    """A continuous cache for evaluation: window size K, lookup sharpness θ, mixture weight λ."""
+    size: int
+    theta: float = neural_cache.DEFAULT_THETA
+    lam: float = neural_cache.DEFAULT_LAMBDA
+
+
+def score(params: dict, ids: np.ndarray, unigram: np.ndarray, *, data: str,
+          cache: CacheSpec | None = None) -> EvalResult:
+    """Evaluate `params` on the id sequence `ids` (h carried from a zero start), optionally with a cache too."""
     if len(ids) < 2:
         raise DataError(f"{data}: need at least 2 characters to evaluate, got {len(ids)}")
     total, n, _ = model.evaluate(params, ids)
     nats = total / n
     V = len(unigram)
+    extra = None
+    if cache is not None:
+        p_model, p_cache = neural_cache.cache_probs(params, ids, size=cache.size, thetas=[cache.theta])
+        extra = {"size": cache.size, "theta": cache.theta, "lambda": cache.lam,
+                 "nats_per_char": neural_cache.mixture_nats(p_model, p_cache[0], cache.lam)}
     return EvalResult(nats_per_char=nats, bits_per_char=nats / math.log(2),
                       perplexity=math.exp(nats) if nats < 700 else math.inf, chars=int(n),
                       uniform_nats_per_char=math.log(V), unigram_nats_per_char=unigram_nats(unigram, ids[1:]),
-                      vocab_size=V, data=data)
+                      vocab_size=V, data=data, cache=extra)
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None) -> EvalResult:
+def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None,
+                        cache: CacheSpec | None = None) -> EvalResult:
     """Score a checkpoint on its run's validation split, or on the text at `data` (whole file)."""
     vocab, cfg = ckpt.vocab, ckpt.config
     if data is not None:
@@ -66,7 +89,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None) -> Eva
         ids = vocab.encode(text)   # VocabError names characters the model never saw
         what = f"{Path(data)} (whole text)"
         unigram = np.asarray(ckpt.unigram) if ckpt.unigram is not None else unigram_counts(ids, len(vocab))
-        return score(ckpt.params, ids, unigram, data=what)
+        return score(ckpt.params, ids, unigram, data=what, cache=cache)
     if ckpt.corpus.get("path") == IN_MEMORY:
         raise CheckpointError("this model was trained on text given in memory, not a file: "
                               "pass --data PATH to evaluate it on a text")
@@ -79,4 +102,4 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None) -> Eva
         raise CheckpointError(f"the vocabulary of {corpus.display_path} does not match the checkpoint's")
     train_ids, val_ids = corpus.split(cfg.train_fraction)
     return score(ckpt.params, val_ids, unigram_counts(train_ids, len(vocab)),
-                 data=f"validation split of {corpus.display_path}")
+                 data=f"validation split of {corpus.display_path}", cache=cache)
