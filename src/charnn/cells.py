@@ -49,15 +49,8 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}       # gate blocks G: W is (G·H, H)
 STATE_PARTS = {"rnn": 1, "gru": 1, "lstm": 2}  # per layer: h, or (h, c)
 
 
-def _empty(xp: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-    """A work buffer, kept between training steps by `charnn.workspace` when one is active."""
-    return workspace.empty(xp, name, shape, dtype)
-
-
-def _zeros(xp: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-    out = workspace.empty(xp, name, shape, dtype)
-    out.fill(0)
-    return out
+# Work buffers, kept between training steps by `charnn.workspace` when one is active.
+_empty, _zeros = workspace.empty, workspace.zeros
 
 
 def _sigmoid_(xp: Any, a: Any) -> None:
@@ -172,13 +165,15 @@ def lstm_forward(a: Any, W: Any, h0: Any, c0: Any, *, ws: str = "") -> tuple[Any
     hs[0] = h0
     cs[0] = c0
     rec = _empty(xp, ws + "rec", (G, B), dt)
-    ig = _empty(xp, ws + "ig", (B, H), dt)
     H3 = 3 * H
     fused = kernels.lstm_forward_steps() if xp is np and T > 4 else None
+    if fused is not None:
+        gates_in, cell = fused
+    else:
+        ig = _empty(xp, ws + "ig", (B, H), dt)
     for t in range(T):
         at = a[t]
         if fused is not None:                     # the same arithmetic below, in three passes
-            gates_in, cell = fused
             gates_in(at, _recurrent_into(xp, W, hs[t], rec))
             xp.tanh(at, out=at)
             cell(at, cs[t], cs[t + 1])
@@ -221,11 +216,12 @@ def lstm_backward(dhs: Any, W: Any, cache: LSTMCache, *, ws: str = "") -> tuple[
     dt = dhs.dtype
     dnT = _zeros(xp, ws + "dnT", (H, B), dt)         # Wᵀ da_{t+1}, feature-major
     dc = _zeros(xp, ws + "dc", (B, H), dt)
-    D = _empty(xp, ws + "D", (B, 4 * H), dt)       # upstream gradient of each gate's output
-    tmp = _empty(xp, ws + "tmp", (B, H), dt)
-    s2 = _empty(xp, ws + "s2", (B, H3), dt)
     WT = _backward_operand(xp, W, T)
     fused = kernels.lstm_backward_step() if xp is np and T > 4 else None
+    if fused is None:
+        D = _empty(xp, ws + "D", (B, 4 * H), dt)   # upstream gradient of each gate's output
+        tmp = _empty(xp, ws + "tmp", (B, H), dt)
+        s2 = _empty(xp, ws + "s2", (B, H3), dt)
     for t in range(T - 1, -1, -1):
         at = gates[t]
         dh = dhs[t]

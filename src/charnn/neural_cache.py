@@ -32,11 +32,6 @@ DEFAULT_THETA = 40.0
 DEFAULT_LAMBDA = 0.05
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def cache_probs(params: Any, ids: np.ndarray, *, size: int, thetas: Sequence[float],
                 chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Read `ids` once at batch 1 with the state carried from zero.
@@ -65,9 +60,10 @@ def cache_probs(params: Any, ids: np.ndarray, *, size: int, thetas: Sequence[flo
         y = ids[i0 + 1:e + 1].astype(np.int64)
         top, state, _, _ = stack.run_layers(params, x, state, None, keep=False)
         h = np.asarray(top[:, 0, :], dtype=np.float64)
-        logp = _log_softmax(h @ np.asarray(V, dtype=np.float64).T + np.asarray(c, dtype=np.float64))
+        logits = h @ np.asarray(V, dtype=np.float64).T + np.asarray(c, dtype=np.float64)
+        _, logz = stack._log_softmax_rows(np, logits)      # logits ← logits − max, in place
         T = e - i0
-        pm = np.exp(logp[np.arange(T), y])
+        pm = np.exp(logits[np.arange(T), y] - logz)
         p_model[i0:e] = pm
         hn = h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
         all_h = np.concatenate([past_h, hn])

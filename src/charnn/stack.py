@@ -350,8 +350,7 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
         if l == 0:
             # dU = Σ_t da_t x_tᵀ with one-hot x: one (G·H × N)·(N × V) GEMM against the one-hot matrix,
             # several times faster than a scatter-add of N rows of width G·H.
-            onehot = workspace.empty(xp, "onehot", (N, U.shape[1]), da.dtype)
-            onehot.fill(0)
+            onehot = workspace.zeros(xp, "onehot", (N, U.shape[1]), da.dtype)
             onehot[xp.arange(N), x.reshape(-1)] = 1
             grads[pre + "U"] = da2.T @ onehot
         else:

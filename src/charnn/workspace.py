@@ -76,6 +76,13 @@ def empty(xp: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
     return xp.empty(shape, dtype=dtype)
 
 
+def zeros(xp: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Like `empty`, filled with zeros."""
+    out = empty(xp, name, shape, dtype)
+    out.fill(0)
+    return out
+
+
 def release() -> None:
     """Drop this thread's kept buffers (the memory goes back to the allocator)."""
     _local.workspace = None
