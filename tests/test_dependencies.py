@@ -19,6 +19,7 @@ LAYER = {
     "parallel": 1,   # batch shards in threads with single-threaded BLAS (model and stack)
     "stack": 1.5,    # multi-layer model over any cell; below model, which dispatches to it
     "data": 2,
+    "augment": 2,    # name swapping: a per-epoch rewrite of the training text (uses vocab)
     "model": 2,
     "optim": 2,
     "neural_cache": 2,  # continuous cache over the model's recent states, for evaluation
@@ -38,7 +39,7 @@ LAYER = {
     "cli": 7,
 }
 ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule", "kernels", "encoded", "workspace", "neural_cache"}
+          "cells", "stack", "schedule", "kernels", "encoded", "workspace", "neural_cache", "augment"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

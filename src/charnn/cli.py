@@ -141,6 +141,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--layers", "layers", _whole, "stacked recurrent layers [1]"),
     ("--dropout", "dropout", _finite_float, "dropout between layers and before the output layer, training only [0]"),
     ("--weight-decay", "weight_decay", _finite_float, "Adam: decoupled weight decay of the weight matrices (AdamW) [0]"),
+    ("--name-swap", "name_swap", _finite_float,
+     "each epoch, swap each speaker name of a text segment for a made-up one with this probability [0]"),
     ("--lr-schedule", "lr_schedule", str, "constant, step (×lr-decay every lr-decay-every epochs) or cosine [constant]"),
     ("--warmup-steps", "warmup_steps", _whole, "linear learning-rate warm-up over the first N steps [0]"),
     ("--lr-decay", "lr_decay", _finite_float, "step schedule: decay factor [0.97]"),

@@ -61,6 +61,7 @@ class Config:
     lr_decay_after: float = 0.0     # step schedule: epochs before the first decay
     min_lr: float = 0.0             # cosine schedule: the rate it decays to at the last step
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
+    name_swap: float = 0.0          # per epoch, swap each speaker name of a segment with this probability (charnn.augment)
     # --- how the corpus is read (issue 5) ---------------------------------------------------
     encoding: str = "utf-8"         # text encoding of the corpus files
     byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding
@@ -189,6 +190,9 @@ def _validate_cells(cfg: Config) -> None:
         raise ConfigError(f"warmup-steps must be a whole number >= 0, got {cfg.warmup_steps!r}")
     if not (math.isfinite(cfg.dropout) and 0.0 <= cfg.dropout < 1.0):
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if not (isinstance(cfg.name_swap, (int, float)) and not isinstance(cfg.name_swap, bool)
+            and math.isfinite(cfg.name_swap) and 0.0 <= cfg.name_swap <= 1.0):
+        raise ConfigError(f"name-swap must be a probability in [0, 1], got {cfg.name_swap!r}")
     if not isinstance(cfg.random_offset, bool):
         raise ConfigError(f"random-offset must be true or false, got {cfg.random_offset!r}")
     if not isinstance(cfg.locked_dropout, bool):

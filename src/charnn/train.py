@@ -38,6 +38,7 @@ from .backend import get_xp, host_copy, to_numpy
 from .checkpoint import Checkpoint
 from .config import Config, ConfigError
 from .corpus import Corpus, unigram_counts
+from .augment import NameSwapper
 from .data import Batches, DataError
 from .optim import clip_by_global_norm, clip_by_value, make_optimizer, state_to_numpy
 from .sample import generate_text
@@ -174,6 +175,9 @@ class Trainer:
         self.vocab = corpus.vocab
         train_ids, val_ids = corpus.split(cfg.train_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
+        # Name swapping (charnn.augment) rewrites each epoch's copy of the text, at the same length.
+        self.swapper = (NameSwapper(corpus.vocab.decode(train_ids), corpus.vocab, p=cfg.name_swap)
+                        if cfg.name_swap > 0 else None)
         if len(val_ids) < 2:
             raise DataError(f"the validation split holds {len(val_ids)} character(s), too few to evaluate: "
                             f"use a longer corpus or a smaller --train-fraction")
@@ -202,7 +206,7 @@ class Trainer:
             if self.batch_index >= len(self.batches):
                 raise ResumeError(f"checkpoint batch index {self.batch_index} is past the end of an epoch "
                                   f"({len(self.batches)} batches)")
-        self.batches.offset = self.epoch_offset(self.epoch)   # a resumed epoch keeps its rotation
+        self.start_epoch(self.epoch)                          # a resumed epoch keeps its rotation and swaps
         self.params = {k: self.xp.asarray(v) for k, v in params.items()}
         self.num_params = int(sum(p.size for p in self.params.values()))
         self.prompt = self._usable_prompt(cfg.prompt)
@@ -287,6 +291,14 @@ class Trainer:
         if not self.cfg.random_offset:
             return 0
         return int(np.random.default_rng([self.cfg.seed, 3, epoch]).integers(len(self.batches.ids)))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Set up the text of epoch `epoch`: its rotation and, with --name-swap, its swapped names,
+        both drawn from (seed, epoch) so that a resumed run reads exactly what a straight one would."""
+        if self.swapper is not None:
+            rng = np.random.default_rng([self.cfg.seed, 4, epoch])
+            self.batches = Batches(self.swapper.epoch_ids(rng), self.cfg.batch_size, self.cfg.max_len)
+        self.batches.offset = self.epoch_offset(epoch)
 
     def dropout_masks(self, B: int, T: int) -> list:
         """This step's dropout masks, from a generator seeded by (seed, step): resume needs no RNG state."""
@@ -374,7 +386,7 @@ class Trainer:
                         break
                     if self.batch_index == 0:
                         self.h = None     # each epoch reads the streams from their start
-                        self.batches.offset = self.epoch_offset(self.epoch)
+                        self.start_epoch(self.epoch)
                     epoch_no = self.epoch + 1
                     inputs, targets = self.batches.get(self.batch_index)
                     t = time.perf_counter()
