@@ -3,7 +3,7 @@
 Runs, one after the other on the same machine, each for the same training wall-clock budget:
 
   charnn   `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`;
-           a 2-layer GRU of 1024 units with locked dropout 0.5, weight decay and random offsets, see the preset)
+           a 2-layer GRU of 1024 units with locked dropout 0.5, weight decay, random offsets and name swapping)
   pytorch  the PyTorch twin of the issue: nn.LSTM 2×512, dropout 0.2 (between the layers and before
            the output layer), Adam 2e-3 with cosine decay, B=64, T=100, random windows of the train
            split from a zero state, global-norm clipping at 5
