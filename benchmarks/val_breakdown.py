@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from charnn import checkpoint, stack, textstats  # noqa: E402
+from charnn.augment import HEADING_RE  # noqa: E402
 from charnn.corpus import Corpus  # noqa: E402
 
-HEADING_RE = re.compile(r"^([A-Z][A-Za-z' ]*):$", re.MULTILINE)
 CLASSES = ("unseen word, 1st", "unseen word, later", "seen word", "other")
 
 
@@ -94,7 +93,7 @@ def main() -> None:
     print(f"# {args.checkpoint or args.params}: validation {len(nll):,} predictions, "
           f"{total / len(nll):.4f} nats/char ({time.perf_counter() - t0:.0f} s)")
     rows = []
-    print(f"| class | chars | share of chars | nats/char | share of nats |\n|---|---|---|---|---|")
+    print("| class | chars | share of chars | nats/char | share of nats |\n|---|---|---|---|---|")
     for i, name in enumerate(CLASSES):
         sel = cls == i
         rows.append(dict(cls=name, chars=int(sel.sum()), nats=float(nll[sel].sum())))
@@ -105,7 +104,7 @@ def main() -> None:
               f"{r['nats'] / total:.1%} |")
     seen = rows[CLASSES.index("seen word")]
     seen_rate = seen["nats"] / seen["chars"]
-    unseen = [r for r in rows[:2]]
+    unseen = rows[:2]
     swapped = total - sum(r["nats"] for r in unseen) + seen_rate * sum(r["chars"] for r in unseen)
     print(f"\nif unseen-word characters cost what seen-word characters do ({seen_rate:.3f}): "
           f"{swapped / len(nll):.4f} nats/char instead of {total / len(nll):.4f}")

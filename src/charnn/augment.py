@@ -86,11 +86,12 @@ class NameChain:
 class NameSwapper:
     """Per-epoch name-swapped copies of one encoded training text (see the module docstring)."""
 
-    def __init__(self, text: str, vocab: Vocab, *, p: float, segment: int = 2000):
+    def __init__(self, text: str, vocab: Vocab, *, p: float, segment: int = 2000, ids: np.ndarray | None = None):
+        """`ids`: the text already encoded with `vocab`, when the caller has it (else it is encoded here)."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"name-swap probability must be in [0, 1], got {p!r}")
         self.p, self.vocab = p, vocab
-        self.ids = vocab.encode(text)
+        self.ids = vocab.encode(text) if ids is None else ids
         self.names = [n for n in find_names(text) if all(c in vocab.stoi for c in n + n.lower())]
         self.chain = NameChain.fit(self.names)
         # Occurrences grouped by (segment, name): (start positions of the UPPER form, of the Capitalised form).
@@ -123,8 +124,7 @@ class NameSwapper:
                 new = self.chain.draw(len(name), rng)
                 if new != name:
                     break
-            n = len(name)
-            offsets = np.arange(n)
+            offsets = np.arange(len(name))
             if up.size:
                 out[up[:, None] + offsets] = self.vocab.encode(new)
             if cap.size:

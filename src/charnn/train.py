@@ -34,11 +34,11 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, checkpoint, model, runlock, stack
+from .augment import NameSwapper
 from .backend import get_xp, host_copy, to_numpy
 from .checkpoint import Checkpoint
 from .config import Config, ConfigError
 from .corpus import Corpus, unigram_counts
-from .augment import NameSwapper
 from .data import Batches, DataError
 from .optim import clip_by_global_norm, clip_by_value, make_optimizer, state_to_numpy
 from .sample import generate_text
@@ -176,7 +176,7 @@ class Trainer:
         train_ids, val_ids = corpus.split(cfg.train_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
         # Name swapping (charnn.augment) rewrites each epoch's copy of the text, at the same length.
-        self.swapper = (NameSwapper(corpus.vocab.decode(train_ids), corpus.vocab, p=cfg.name_swap)
+        self.swapper = (NameSwapper(corpus.vocab.decode(train_ids), corpus.vocab, p=cfg.name_swap, ids=train_ids)
                         if cfg.name_swap > 0 else None)
         if len(val_ids) < 2:
             raise DataError(f"the validation split holds {len(val_ids)} character(s), too few to evaluate: "
