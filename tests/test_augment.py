@@ -38,13 +38,34 @@ def test_names_are_capital_heading_words_never_used_in_lower_case():
     assert find_names("ROMEO:\nromeo is a word here.\n") == []
 
 
-def test_chain_draws_names_of_the_asked_length_from_the_names_letters():
-    chain = NameChain.fit(["ROMEO", "BENVOLIO", "CAPULET"])
+def test_chain_draws_names_of_the_asked_length_and_gives_every_letter_a_chance():
+    chain = NameChain.fit(["ROMEO", "BENVOLIO", "CAPULET"], ["would", "thou", "wert"])
     rng = np.random.default_rng(0)
     for n in (1, 4, 9, 15):
         name = chain.draw(n, rng)
         assert len(name) == n and re.fullmatch(r"[A-Z]+", name)
     assert chain.draw(6, np.random.default_rng(3)) == chain.draw(6, np.random.default_rng(3))
+    for context in ("", "R", "RO", "BENV", "ZQ"):            # seen, unseen and empty contexts
+        p = chain.probs(context)
+        assert p.shape == (26,) and p.min() > 0 and p.sum() == pytest.approx(1.0)
+    # interpolation: a pair seen often outweighs the lower orders, an unseen one backs off to them
+    assert chain.probs("RO")[ord("M") - 65] > 0.1 and chain.probs("QX")[ord("E") - 65] == chain.probs("X")[ord("E") - 65]
+    # the words count: "TH" is followed by "O" in "thou", and only there
+    assert chain.probs("TH")[ord("O") - 65] > chain.probs("TH")[ord("Z") - 65] * 5
+
+
+def test_chain_spells_held_out_names_better_than_a_uniform_guess():
+    """The reason for fitting to the words as well (module docstring): on made-up-but-plausible data."""
+    names = ["ROSALIND", "ORLANDO", "CELIA", "OLIVER", "ADAM", "CORIN", "SILVIUS", "PHEBE", "AUDREY", "JAQUES"]
+    words = ["the", "and", "love", "sister", "forest", "banished", "brother", "duke", "shepherd", "court",
+             "lord", "melancholy", "fool", "wrestler", "orchard", "marriage", "country", "cousin"]
+    held_out = ["DUKE", "FREDERICK", "CHARLES", "DENNIS", "AMIENS", "WILLIAM"]
+    both, names_only = NameChain.fit(names, words), NameChain.fit(names)
+
+    def nats(chain: NameChain) -> float:
+        return float(np.mean([-np.log(chain.probs(n[:i])[ord(n[i]) - 65]) for n in held_out for i in range(len(n))]))
+    assert nats(both) < nats(names_only) < np.log(26) + 0.5
+    assert nats(both) < np.log(26)
 
 
 def test_swaps_rewrite_every_occurrence_of_a_name_alike_and_nothing_else():

@@ -17,8 +17,15 @@ segment the swap is consistent, so predicting the second "BALTHAZOR" needs the f
   and that is not a Roman numeral (III).
   Its occurrences are the upper-case form ("ROMEO") and the capitalised one ("Romeo"), as whole
   words; both get the matching case of the replacement.
-* Replacements are drawn letter by letter from a second-order Markov chain fitted to the names
-  themselves, so they look like names ("CORANIO") rather than noise.
+* Replacements are drawn letter by letter from a second-order letter model of the text's names
+  *and* its words (upper-cased, each distinct word once), interpolated with the first- and
+  zero-order models, so they look like words of the language ("CORANIO") rather than noise. What
+  the network learns to expect of an unknown name is this model's distribution; fitted to the
+  ~120 names alone, it made most letter pairs impossible and taught the network to expect them
+  never (a held-out name then cost more than a uniform guess, 3.5 nats a letter). Chosen on the
+  training text alone: fitted to the first 75% of Tiny Shakespeare's training split, this model
+  spells the 32 names that first appear in the last 25% at 2.40 nats a letter; the names-only
+  chain (smoothed) at 2.50–2.95, a uniform guess at 3.26.
 * A text without headings has no names, and the augmentation leaves it unchanged.
 
 Data layer: NumPy and the standard library only.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,38 +57,64 @@ def find_names(text: str) -> list[str]:
     return sorted(w for w in candidates if w.lower() not in lower and not ROMAN_RE.fullmatch(w))
 
 
+WORD_RE = re.compile(r"[A-Za-z]{3,}")
+
+
 @dataclass
 class NameChain:
-    """Second-order letter model of a list of names: P(next letter | previous two), '^' pads the start."""
+    """Interpolated second-order letter model: P(next | previous two), '^' pads the start.
 
-    table: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    P₂(c | ab) = λ_ab · n(ab→c)/n(ab) + (1 − λ_ab) · P₁(c | b),  λ_ab = n(ab) / (n(ab) + K),
+    and likewise P₁ from P₀ and P₀ from the uniform 1/26 (K = 20, chosen as the module docstring says).
+    Every letter keeps a non-zero probability in every context.
+    """
+
+    order1: dict[str, np.ndarray] = field(default_factory=dict)     # context of 1 → P(· | b), shape (26,)
+    order2: dict[str, np.ndarray] = field(default_factory=dict)     # context of 2 → P(· | ab)
+    order0: np.ndarray = field(default_factory=lambda: np.full(26, 1 / 26))
+
+    K = 20.0
 
     @classmethod
-    def fit(cls, names: list[str]) -> "NameChain":
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for name in names:
-            padded = "^^" + name
+    def fit(cls, names: Iterable[str], words: Iterable[str] = ()) -> "NameChain":
+        """Fit to `names` and `words` (letter strings; case is folded to upper, non-letters dropped)."""
+        counts: list[dict[str, np.ndarray]] = [defaultdict(lambda: np.zeros(26)) for _ in range(3)]
+        for w in list(names) + list(words):
+            padded = "^^" + "".join(c for c in w.upper() if c in LETTERS)
             for i in range(2, len(padded)):
-                counts[padded[i - 2:i]][padded[i]] += 1
-                counts[padded[i - 1]][padded[i]] += 1            # first-order back-off
-        table = {}
-        for ctx, nxt in counts.items():
-            letters = np.array(sorted(nxt))
-            w = np.array([nxt[c] for c in letters], dtype=np.float64)
-            table[ctx] = (letters, w / w.sum())
-        return cls(table)
+                j = LETTERS.index(padded[i])
+                for k in range(3):
+                    counts[k][padded[i - k:i]][j] += 1
 
-    def draw(self, n: int, rng: np.random.Generator) -> str:
-        """A made-up name of exactly n capital letters."""
-        out = "^^"
+        def mix(n: np.ndarray, lower: np.ndarray) -> np.ndarray:
+            tot = n.sum()
+            lam = tot / (tot + cls.K)
+            return lam * n / max(tot, 1.0) + (1 - lam) * lower
+
+        p0 = mix(counts[0][""], np.full(26, 1 / 26))
+        p1 = {b: mix(n, p0) for b, n in counts[1].items()}
+        p2 = {ab: mix(n, p1.get(ab[1], p0)) for ab, n in counts[2].items()}
+        return cls(order1=p1, order2=p2, order0=p0)
+
+    def probs(self, context: str) -> np.ndarray:
+        """P(next letter | the last two characters of '^^' + context), over A–Z."""
+        ctx = ("^^" + context)[-2:]
+        p = self.order2.get(ctx)
+        if p is None:
+            p = self.order1.get(ctx[1], self.order0)
+        return p
+
+    def draw(self, n: int, rng: np.random.Generator, allowed: np.ndarray | None = None) -> str:
+        """A made-up name of exactly n capital letters; `allowed`, a (26,) bool mask, limits the letters
+        (a corpus may lack some of them, in either case)."""
+        out = ""
         for _ in range(n):
-            entry = self.table.get(out[-2:]) or self.table.get(out[-1])
-            if entry is None:
-                out += LETTERS[rng.integers(26)]
-            else:
-                letters, p = entry
-                out += str(letters[rng.choice(len(letters), p=p)])
-        return out[2:]
+            p = self.probs(out)
+            if allowed is not None:
+                p = np.where(allowed, p, 0.0)
+                p = p / p.sum()
+            out += LETTERS[rng.choice(26, p=p)]
+        return out
 
 
 class NameSwapper:
@@ -93,7 +127,9 @@ class NameSwapper:
         self.p, self.vocab = p, vocab
         self.ids = vocab.encode(text) if ids is None else ids
         self.names = [n for n in find_names(text) if all(c in vocab.stoi for c in n + n.lower())]
-        self.chain = NameChain.fit(self.names)
+        self.chain = NameChain.fit(self.names, sorted(set(WORD_RE.findall(text.upper()))))
+        # Letters a replacement may use: both cases must be in the vocabulary (names are written both ways).
+        self.allowed = np.array([c in vocab.stoi and c.lower() in vocab.stoi for c in LETTERS])
         # Occurrences grouped by (segment, name): (start positions of the UPPER form, of the Capitalised form).
         self.groups: list[tuple[int, np.ndarray, np.ndarray]] = []
         if not self.names:
@@ -121,7 +157,7 @@ class NameSwapper:
                 continue
             name = self.names[i]
             for _ in range(10):                             # a swap that gives the name back is no swap
-                new = self.chain.draw(len(name), rng)
+                new = self.chain.draw(len(name), rng, self.allowed)
                 if new != name:
                     break
             offsets = np.arange(len(name))
