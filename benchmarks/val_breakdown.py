@@ -10,7 +10,8 @@ Scores the validation split exactly (batch 1, one pass, state carried, the same 
   other              spaces, newlines, punctuation, digits
 
 and, across those, the speaker headings (a line that is one capitalised name and a colon, e.g.
-"PROSPERO:") whose name never occurs in the training split. The prediction of a word's first
+"PROSPERO:") whose name never occurs in the training split, and within them the name's letters
+after the first (what a network that can copy a name it has read would predict well). The prediction of a word's first
 character is counted with the word. It prints the table and a counterfactual: the loss the model
 would have if every unseen-word character cost what a seen-word character costs on average.
 
@@ -48,8 +49,9 @@ def per_char_nll(params, ids: np.ndarray, chunk: int = 1000) -> np.ndarray:
     return out
 
 
-def classify(val_text: str, train_words: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(class index per character, unseen-heading flag per character) of the validation text."""
+def classify(val_text: str, train_words: frozenset[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class index, unseen-heading flag, flag of such a heading's name after its first letter) per
+    character of the validation text."""
     cls = np.full(len(val_text), CLASSES.index("other"), dtype=np.int8)
     met: set[str] = set()
     for m in textstats.WORD_RE.finditer(val_text):
@@ -61,10 +63,12 @@ def classify(val_text: str, train_words: frozenset[str]) -> tuple[np.ndarray, np
             met.add(w)
         cls[m.start():m.end()] = CLASSES.index(k)
     heading = np.zeros(len(val_text), dtype=bool)
+    rest = np.zeros(len(val_text), dtype=bool)
     for m in HEADING_RE.finditer(val_text):
         if any(w not in train_words for w in textstats.words(m.group(1))):
             heading[m.start():m.end()] = True
-    return cls, heading
+            rest[m.start(1) + 1:m.end(1)] = True
+    return cls, heading, rest
 
 
 def main() -> None:
@@ -87,8 +91,8 @@ def main() -> None:
     train_text, val_text = corpus.vocab.decode(train_ids), corpus.vocab.decode(val_ids)
     t0 = time.perf_counter()
     nll = per_char_nll(params, np.asarray(val_ids))
-    cls, heading = classify(val_text, textstats.word_set(train_text))
-    cls, heading = cls[1:], heading[1:]             # nll[i] predicts character i + 1
+    cls, heading, rest = classify(val_text, textstats.word_set(train_text))
+    cls, heading, rest = cls[1:], heading[1:], rest[1:]     # nll[i] predicts character i + 1
     total = nll.sum()
     print(f"# {args.checkpoint or args.params}: validation {len(nll):,} predictions, "
           f"{total / len(nll):.4f} nats/char ({time.perf_counter() - t0:.0f} s)")
@@ -98,6 +102,7 @@ def main() -> None:
         sel = cls == i
         rows.append(dict(cls=name, chars=int(sel.sum()), nats=float(nll[sel].sum())))
     rows.append(dict(cls="unseen-name heading", chars=int(heading.sum()), nats=float(nll[heading].sum())))
+    rows.append(dict(cls="  its name after the 1st letter", chars=int(rest.sum()), nats=float(nll[rest].sum())))
     for r in rows:
         n = max(r["chars"], 1)
         print(f"| {r['cls']} | {r['chars']:,} | {r['chars'] / len(nll):.1%} | {r['nats'] / n:.3f} | "

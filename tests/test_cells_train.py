@@ -96,4 +96,4 @@ def test_best_cpu_preset_is_a_valid_config():
     with open(path, "rb") as f:
         cfg = Config.from_dict(tomllib.load(f))
     assert cfg.cell in ("lstm", "gru") and cfg.layers == 2 and cfg.lr_schedule == "cosine" and 0 < cfg.dropout < 1
-    assert cfg.max_steps > 0 and cfg.eval_streams > 1
+    assert cfg.max_minutes == 30 and cfg.max_steps == 0 and cfg.eval_streams > 1

@@ -30,7 +30,7 @@ def make_ckpt(dtype: str = "float64", optimizer: str = "adam", momentum: float =
     rng.random(3)
     return Checkpoint(config=cfg, vocab=vocab, params=params, optim_state=state, optim_hyper=hyper,
                       h=np.full((3, 8), 0.25, dtype=dtype), step=7, epoch=1, batch_index=4, chars_seen=700,
-                      wall_s=1.5, best_val_loss=1.25, rng_state=rng.bit_generator.state,
+                      wall_s=1.5, train_s=1.25, best_val_loss=1.25, rng_state=rng.bit_generator.state,
                       corpus={"path": "", "chars": 100, "sha256": "0" * 64, "vocab_size": 6},
                       unigram=[1, 2, 3, 4, 5, 6])
 
@@ -48,6 +48,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     assert np.array_equal(back.h, ck.h)
     assert back.config == ck.config and back.vocab == ck.vocab
     assert (back.step, back.epoch, back.batch_index, back.chars_seen) == (7, 1, 4, 700)
+    assert (back.wall_s, back.train_s) == (1.5, 1.25)
     assert back.best_val_loss == 1.25 and back.optim_hyper == ck.optim_hyper
     g1, g2 = np.random.default_rng(), np.random.default_rng()
     g1.bit_generator.state, g2.bit_generator.state = ck.rng_state, back.rng_state

@@ -135,6 +135,7 @@ def test_bad_config_file(tmp_path, text, needle):
     (["--lr", "0"], "lr"), (["--lr", "nan"], "lr"), (["--hidden-size", "0"], "hidden-size"),
     (["--train-fraction", "1"], "train-fraction"), (["--optimizer", "rmsprop"], "optimizer"),
     (["--grad-clip", "-1"], "grad-clip"), (["--beta1", "1"], "beta1"), (["--epochs", "two"], "epochs"),
+    (["--max-minutes", "-1"], "max-minutes"), (["--max-minutes", "inf"], "max-minutes"),
 ])
 def test_bad_hyperparameters(tmp_path, corpus, flags, needle):
     assert_user_error(charnn("train", "--data", corpus, "--out", tmp_path / "r", *flags), needle)

@@ -41,3 +41,19 @@ def test_config_fields():
                 dict(lr_decay_every=0.0), dict(min_lr=1.0), dict(eval_streams=0)):
         with pytest.raises(ConfigError):
             Config(**bad)
+
+
+def test_cosine_progress_given_directly_overrides_the_step_count():
+    """A time budget (Config.max_minutes) passes the share of the time spent; warm-up still counts steps."""
+    f = lambda s, p: lr_at(s, 1.0, schedule="cosine", warmup_steps=10, total_steps=110, min_lr=0.1, progress=p)
+    assert f(3, 0.9) == pytest.approx(0.4)                       # warm-up: (3 + 1) / 10, whatever the time
+    assert f(50, 0.0) == pytest.approx(1.0) and f(50, 0.5) == pytest.approx(0.55) and f(50, 1.0) == pytest.approx(0.1)
+    assert f(50, 7.0) == pytest.approx(0.1) and f(50, -1.0) == pytest.approx(1.0)     # clipped to [0, 1]
+    assert lr_at(50, 1.0, schedule="constant", progress=0.5) == 1.0
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "30"])
+def test_max_minutes_must_be_a_finite_number_at_least_zero(bad):
+    with pytest.raises(ConfigError, match="max-minutes"):
+        Config(max_minutes=bad)
+    assert Config(max_minutes=0.5).max_minutes == 0.5 and Config().max_minutes == 0.0

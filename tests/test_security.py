@@ -240,7 +240,7 @@ json_values = st.recursive(
     max_leaves=12)
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 META_KEYS = ["format", "format_version", "config", "vocab", "step", "epoch", "batch_index", "chars_seen",
-             "wall_s", "best_val_loss", "optimizer", "rng", "corpus", "unigram"]
+             "wall_s", "train_s", "best_val_loss", "optimizer", "rng", "corpus", "unigram"]
 
 
 @FUZZ
@@ -284,3 +284,16 @@ def test_numba_never_uses_its_pickle_based_disk_cache():
 
     for f in Path(charnn.__file__).parent.rglob("*.py"):
         assert not re.search(r"cache\s*=\s*True", f.read_text()), f
+
+
+def test_train_s_is_optional_and_must_be_a_number(good, tmp_path):
+    """Checkpoints written before time budgets have no train_s: they load with 0; a crafted one is refused."""
+    header, data = split_file(good)
+    del header["__metadata__"]["train_s"]
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(join_file(header, data))
+    assert checkpoint.load(old).train_s == 0.0
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(with_meta(good, train_s="1800"))
+    with pytest.raises(CheckpointError, match="train_s"):
+        checkpoint.load(bad)

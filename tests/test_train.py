@@ -85,3 +85,41 @@ def test_learning_rate_schedule_is_applied_per_step():
     want = [lr_at(r["step"] - 1, cfg.lr, schedule="cosine", warmup_steps=5, total_steps=40, min_lr=1e-4)
             for r in res.history]
     assert lrs == pytest.approx(want, rel=1e-12) and 1e-4 < lrs[-1] < 1.2e-4
+
+
+def test_a_time_budget_stops_the_run_and_drives_the_cosine(tmp_path):
+    """max_minutes: the run ends once its training steps have used the budget, validated and saved there;
+    the cosine's progress is the share of that budget spent, and a resume carries the clock on."""
+    cfg = CFG.replace(epochs=1000, max_minutes=0.004, lr_schedule="cosine", min_lr=1e-4, log_every=1)
+    res = quiet(cfg, tmp_path / "run")
+    assert res.stop_reason == "max_minutes" and res.step > 0
+    assert res.history[-1]["step"] == res.step and "val_loss" in res.history[-1]     # evaluated at the stop
+    ck = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert ck.step == res.step and 0.24 <= ck.train_s <= ck.wall_s
+    # every rate came from the time spent before its step, so they fall as the clock runs
+    lrs = [r["lr"] for r in res.history]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[0] <= cfg.lr and lrs[-1] < cfg.lr
+    # resumed with a larger budget, it continues from the saved clock, not from zero
+    more = resume(tmp_path / "run", {"max_minutes": 0.008}, text=TEXT, progress=False, log=None)
+    assert more.stop_reason == "max_minutes" and more.step > res.step
+    ck2 = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert 0.48 <= ck2.train_s and ck2.train_s > ck.train_s
+    # resumed without more time, there is nothing left to do
+    again = resume(tmp_path / "run", text=TEXT, progress=False, log=None)
+    assert again.stop_reason == "already_finished" and again.step == more.step
+
+
+def test_the_cosine_under_a_time_budget_follows_the_training_clock():
+    from charnn.corpus import Corpus
+    from charnn.schedule import lr_at
+    from charnn.train import Trainer
+
+    cfg = CFG.replace(max_minutes=10.0, lr_schedule="cosine", warmup_steps=5, min_lr=1e-4)
+    tr = Trainer(cfg, Corpus.from_text(TEXT), progress=False, log=None)
+    for spent in (0.0, 150.0, 300.0, 599.0, 600.0, 900.0):
+        tr._train_session = spent
+        assert tr.lr_at(50) == pytest.approx(lr_at(0, cfg.lr, schedule="cosine", total_steps=1, min_lr=1e-4,
+                                                   progress=spent / 600.0))
+    assert tr.lr_at(2) == pytest.approx(cfg.lr * 3 / 5)          # the warm-up counts steps
+    tr._train_session = 300.0
+    assert tr.lr_at(50) == pytest.approx(1e-4 + (cfg.lr - 1e-4) * 0.5)

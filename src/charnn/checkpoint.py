@@ -6,7 +6,7 @@ File layout (safetensors): 8-byte little-endian header length n, n bytes of JSON
             state.h               the hidden state carried into the next batch (B, H), if any
                                   ((L, S, B, H) for stacked LSTM/GRU/RNN models: charnn.stack)
   metadata  (every value a JSON string) format, format_version, config, vocab, step, epoch,
-            batch_index, chars_seen, wall_s, best_val_loss, optimizer, rng, corpus, unigram
+            batch_index, chars_seen, wall_s, train_s, best_val_loss, optimizer, rng, corpus, unigram
 
 Loading validates before it allocates: the header's size is bounded and parsed by hand, the
 format version must not be newer than this code, and every array must be present with the shape
@@ -64,6 +64,7 @@ class Checkpoint:
     batch_index: int = 0                 # next batch of the current epoch
     chars_seen: int = 0
     wall_s: float = 0.0                  # training wall time so far, over all sessions
+    train_s: float = 0.0                 # of which in training steps (what Config.max_minutes counts)
     best_val_loss: float | None = None
     rng_state: dict[str, Any] | None = None   # np.random.Generator.bit_generator.state
     corpus: dict[str, Any] = field(default_factory=dict)   # path, chars, sha256, vocab_size
@@ -98,6 +99,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         "batch_index": int(ckpt.batch_index),
         "chars_seen": int(ckpt.chars_seen),
         "wall_s": float(ckpt.wall_s),
+        "train_s": float(ckpt.train_s),
         "best_val_loss": None if best is None or not math.isfinite(best) else float(best),
         "optimizer": ckpt.optim_hyper,
         "rng": ckpt.rng_state,
@@ -377,8 +379,9 @@ def _check_extras(p: Path, meta: Mapping[str, Any], vocab_size: int) -> dict[str
     if unigram is not None and (not isinstance(unigram, list) or len(unigram) != vocab_size or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in unigram)):
         raise CheckpointError(f"{p}: unigram counts do not match the vocabulary")
-    wall = meta.get("wall_s", 0.0)
+    wall, train_s = meta.get("wall_s", 0.0), meta.get("train_s", 0.0)     # train_s: absent before max_minutes
     return {"wall_s": 0.0 if wall is None else number("wall_s", wall),
+            "train_s": 0.0 if train_s is None else number("train_s", train_s),
             "best_val_loss": None if best is None else number("best_val_loss", best),
             "rng_state": rng, "corpus": corpus or {}, "unigram": unigram}
 

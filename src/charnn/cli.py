@@ -134,6 +134,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--prompt", "prompt", str, "prompt of those samples [ROMEO:]"),
     ("--sample-length", "sample_length", _whole, "characters generated for those samples [300]"),
     ("--max-steps", "max_steps", _whole, "stop after this many optimizer steps in total; 0 = no limit [0]"),
+    ("--max-minutes", "max_minutes", _finite_float,
+     "stop after this many minutes of training steps in total; a cosine schedule decays over them; 0 = no limit [0]"),
     ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
     ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
     ("--device", "device", str, "cpu or cuda [cpu]"),
@@ -244,7 +246,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run folder to create (default: runs/<date-time>/)")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file of config values (keys as in config.json)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR exactly where it stopped; "
-                   "--epochs/--max-steps then give the new total")
+                   "--epochs/--max-steps/--max-minutes then give the new total")
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder (replaces its run files)")
     for flag, field, typ, help_ in _TRAIN_FLAGS:
         _add_train_flag(p, flag, field, typ, help_)

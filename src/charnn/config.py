@@ -45,6 +45,9 @@ class Config:
     prompt: str = "ROMEO:"          # prompt of the samples printed while training
     sample_length: int = 300        # characters generated for each of those samples
     max_steps: int = 0              # stop after this many optimizer steps in total; 0 = no limit
+    max_minutes: float = 0.0        # stop after this many minutes of training steps (validation, samples and
+                                    # checkpoint writes not counted); 0 = no limit. A cosine schedule then
+                                    # decays over these minutes instead of over the steps (charnn.schedule)
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
@@ -161,6 +164,9 @@ def validate(cfg: Config) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")
+    if isinstance(cfg.max_minutes, bool) or not isinstance(cfg.max_minutes, (int, float)) or not (
+            math.isfinite(cfg.max_minutes) and cfg.max_minutes >= 0):
+        raise ConfigError(f"max-minutes must be a number >= 0 (0 = no limit), got {cfg.max_minutes!r}")
     _validate_cells(cfg)
     _validate_reading(cfg)
 

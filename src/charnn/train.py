@@ -48,7 +48,7 @@ from .vocab import VocabError
 RUN_FILES = ("config.json", "metrics.jsonl", "samples.txt", "checkpoints")
 LAST, BEST = "last.safetensors", "best.safetensors"
 # Fields that may take a new value when a run is resumed; the others define the run.
-RESUMABLE = frozenset({"epochs", "max_steps", "eval_every", "log_every", "temperature", "prompt",
+RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes", "eval_every", "log_every", "temperature", "prompt",
                        "sample_length", "device", "data", "max_vocab"})
 
 Callback = Callable[[str, dict], None]
@@ -101,7 +101,7 @@ class TrainResult:
     best_val_loss: float | None
     history: list[dict] = field(default_factory=list)   # the metrics.jsonl rows of this session
     samples: list[str] = field(default_factory=list)    # the epoch-end samples of this session
-    stop_reason: str = "completed"   # completed | max_steps | stopped | already_finished
+    stop_reason: str = "completed"   # completed | max_steps | max_minutes | stopped | already_finished
     wall_s: float = 0.0
 
 
@@ -171,6 +171,7 @@ class Trainer:
         self.progress, self._log, self.handle_signals = progress, log, handle_signals
         self._bar: Any = None
         self._t0: float | None = None
+        self._train_session = 0.0      # seconds spent in training steps in this session (Config.max_minutes)
         corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
         train_ids, val_ids = corpus.split(cfg.train_fraction)
@@ -193,7 +194,7 @@ class Trainer:
                                        cell=cfg.cell, layers=cfg.layers)
             self.h = None
             self.step = self.epoch = self.batch_index = self.chars_seen = 0
-            self.wall_before, self.best_val_loss = 0.0, None
+            self.wall_before, self.best_val_loss, self.train_before = 0.0, None, 0.0
         else:
             params = start.params
             self.opt.load_state_arrays({k: self.xp.asarray(a) for k, a in start.optim_state.items()},
@@ -201,6 +202,7 @@ class Trainer:
             self.h = None if start.h is None else self.xp.asarray(start.h)
             self.step, self.epoch, self.batch_index = start.step, start.epoch, start.batch_index
             self.chars_seen, self.wall_before, self.best_val_loss = start.chars_seen, start.wall_s, start.best_val_loss
+            self.train_before = start.train_s
             if start.rng_state is not None:
                 self.rng.bit_generator.state = start.rng_state
             if self.batch_index >= len(self.batches):
@@ -241,7 +243,7 @@ class Trainer:
             optim_state=state_to_numpy(self.opt), optim_hyper=self.opt.hyper(),
             h=None if self.h is None else to_numpy(self.h),
             step=self.step, epoch=self.epoch, batch_index=self.batch_index,
-            chars_seen=self.chars_seen, wall_s=self.wall_s, best_val_loss=self.best_val_loss,
+            chars_seen=self.chars_seen, wall_s=self.wall_s, train_s=self.train_s, best_val_loss=self.best_val_loss,
             rng_state=self.rng.bit_generator.state, corpus=self.corpus.info(), unigram=self.unigram)
 
     def save(self, name: str = LAST) -> Path | None:
@@ -339,20 +341,33 @@ class Trainer:
         return total if self.cfg.max_steps == 0 else min(total, self.cfg.max_steps)
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of (0-based) optimizer step `step`: a pure function of the step, so resume needs no state."""
+        """Learning rate of (0-based) optimizer step `step`: a pure function of the step, so resume needs no
+        state; with a time budget (max_minutes) and the cosine schedule, of the training time spent so far."""
         cfg, nb = self.cfg, len(self.batches)
+        progress = (self.train_s / (60.0 * cfg.max_minutes)
+                    if cfg.max_minutes > 0 and cfg.lr_schedule == "cosine" else None)
         return lr_at(step, cfg.lr, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
                      total_steps=self.total_steps, decay=cfg.lr_decay,
                      decay_every=max(1, round(cfg.lr_decay_every * nb)),
-                     decay_after=round(cfg.lr_decay_after * nb), min_lr=cfg.min_lr)
+                     decay_after=round(cfg.lr_decay_after * nb), min_lr=cfg.min_lr, progress=progress)
 
     @property
     def wall_s(self) -> float:
         return self.wall_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
     @property
+    def train_s(self) -> float:
+        """Seconds spent in training steps (batch, forward, backward, update), over all sessions."""
+        return self.train_before + self._train_session
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.cfg.max_minutes > 0 and self.train_s >= 60.0 * self.cfg.max_minutes
+
+    @property
     def finished(self) -> bool:
-        return self.epoch >= self.cfg.epochs or (self.cfg.max_steps > 0 and self.step >= self.cfg.max_steps)
+        return (self.epoch >= self.cfg.epochs or (self.cfg.max_steps > 0 and self.step >= self.cfg.max_steps)
+                or self.out_of_time)
 
     def _emit(self, event: str, record: dict) -> None:
         for cb in self.callbacks:
@@ -365,7 +380,8 @@ class Trainer:
         if self.finished:
             self.log(f"run already finished: epoch {self.epoch}/{cfg.epochs}, step {self.step}"
                      + (f" (max steps {cfg.max_steps})" if cfg.max_steps else "")
-                     + "; give a larger --epochs or --max-steps to train further")
+                     + (f", {self.train_s / 60:.1f} of {cfg.max_minutes:g} training minutes" if cfg.max_minutes else "")
+                     + "; give a larger --epochs, --max-steps or --max-minutes to train further")
             return self._result("already_finished")
         total = self.total_steps
         metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.run_dir else None
@@ -384,6 +400,10 @@ class Trainer:
                     if cfg.max_steps and self.step >= cfg.max_steps:
                         stop_reason = "max_steps"
                         break
+                    if self.out_of_time:
+                        stop_reason = "max_minutes"
+                        break
+                    t_iter = time.perf_counter()       # the training clock: batch, forward, backward, update
                     if self.batch_index == 0:
                         self.h = None     # each epoch reads the streams from their start
                         self.start_epoch(self.epoch)
@@ -391,7 +411,9 @@ class Trainer:
                     inputs, targets = self.batches.get(self.batch_index)
                     t = time.perf_counter()
                     loss = self.train_step(inputs, targets)
-                    win_time += time.perf_counter() - t
+                    t_done = time.perf_counter()
+                    win_time += t_done - t
+                    self._train_session += t_done - t_iter
                     self.step += 1
                     self.batch_index += 1
                     self.chars_seen += self.batches.chars_per_batch
@@ -405,7 +427,7 @@ class Trainer:
                         self._emit("step", {"step": self.step, "epoch": epoch_no, "loss": loss})
                     except StopTraining:
                         user_stop = True
-                    at_limit = cfg.max_steps > 0 and self.step >= cfg.max_steps
+                    at_limit = (cfg.max_steps > 0 and self.step >= cfg.max_steps) or self.out_of_time
                     do_eval = (end_of_epoch or user_stop or at_limit
                                or (cfg.eval_every > 0 and self.step % cfg.eval_every == 0))
                     if self._stop_signal is not None:
