@@ -38,34 +38,64 @@ def test_names_are_capital_heading_words_never_used_in_lower_case():
     assert find_names("ROMEO:\nromeo is a word here.\n") == []
 
 
-def test_chain_draws_names_of_the_asked_length_and_gives_every_letter_a_chance():
-    chain = NameChain.fit(["ROMEO", "BENVOLIO", "CAPULET"], ["would", "thou", "wert"])
-    rng = np.random.default_rng(0)
-    for n in (1, 4, 9, 15):
-        name = chain.draw(n, rng)
-        assert len(name) == n and re.fullmatch(r"[A-Z]+", name)
-    assert chain.draw(6, np.random.default_rng(3)) == chain.draw(6, np.random.default_rng(3))
+def test_chain_draws_names_of_the_asked_length():
+    for K in (0.0, 20.0):
+        chain = NameChain.fit(["ROMEO", "BENVOLIO", "CAPULET"], ["would", "thou", "wert"], K=K)
+        rng = np.random.default_rng(0)
+        for n in (1, 4, 9, 15):
+            name = chain.draw(n, rng)
+            assert len(name) == n and re.fullmatch(r"[A-Z]+", name)
+        assert chain.draw(6, np.random.default_rng(3)) == chain.draw(6, np.random.default_rng(3))
+        allowed = np.array([c in "AEIOUR" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
+        assert set(chain.draw(30, rng, allowed)) <= set("AEIOUR")
+
+
+def test_the_unsmoothed_chain_only_repeats_the_names_letter_pairs():
+    chain = NameChain.fit(["ROMEO", "BENVOLIO", "CAPULET"])
+    assert chain.probs("RO")[ord("M") - 65] == 1.0                 # "RO" is followed by M, always
+    assert chain.probs("XO")[ord("M") - 65] == pytest.approx(chain.probs("O")[ord("M") - 65])  # back-off
+    assert chain.probs("O")[ord("Z") - 65] == 0.0
+    names = {chain.draw(5, np.random.default_rng(s)) for s in range(20)}
+    assert all(set(n) <= set("ROMEBNVLICAPUT") for n in names)
+
+
+def test_the_smoothed_chain_gives_every_letter_a_chance_and_learns_from_the_words():
+    chain = NameChain.fit(["ROMEO", "BENVOLIO", "CAPULET"], ["would", "thou", "wert"], K=20.0)
     for context in ("", "R", "RO", "BENV", "ZQ"):            # seen, unseen and empty contexts
         p = chain.probs(context)
         assert p.shape == (26,) and p.min() > 0 and p.sum() == pytest.approx(1.0)
     # interpolation: a pair seen often outweighs the lower orders, an unseen one backs off to them
     assert chain.probs("RO")[ord("M") - 65] > 0.1 and chain.probs("QX")[ord("E") - 65] == chain.probs("X")[ord("E") - 65]
-    # the words count: "TH" is followed by "O" in "thou", and only there
-    assert chain.probs("TH")[ord("O") - 65] > chain.probs("TH")[ord("Z") - 65] * 5
+    assert chain.probs("TH")[ord("O") - 65] > chain.probs("TH")[ord("Z") - 65] * 5      # "thou"
 
 
-def test_chain_spells_held_out_names_better_than_a_uniform_guess():
-    """The reason for fitting to the words as well (module docstring): on made-up-but-plausible data."""
+def test_the_smoothed_chain_spells_held_out_names_better():
+    """Why the names-and-words model exists (module docstring), on made-up but plausible data."""
     names = ["ROSALIND", "ORLANDO", "CELIA", "OLIVER", "ADAM", "CORIN", "SILVIUS", "PHEBE", "AUDREY", "JAQUES"]
     words = ["the", "and", "love", "sister", "forest", "banished", "brother", "duke", "shepherd", "court",
              "lord", "melancholy", "fool", "wrestler", "orchard", "marriage", "country", "cousin"]
     held_out = ["DUKE", "FREDERICK", "CHARLES", "DENNIS", "AMIENS", "WILLIAM"]
-    both, names_only = NameChain.fit(names, words), NameChain.fit(names)
 
     def nats(chain: NameChain) -> float:
         return float(np.mean([-np.log(chain.probs(n[:i])[ord(n[i]) - 65]) for n in held_out for i in range(len(n))]))
-    assert nats(both) < nats(names_only) < np.log(26) + 0.5
-    assert nats(both) < np.log(26)
+    assert nats(NameChain.fit(names, words, K=20.0)) < nats(NameChain.fit(names, K=20.0)) < np.log(26) + 0.5
+    assert nats(NameChain.fit(names, words, K=20.0)) < np.log(26)
+    assert nats(NameChain.fit(names)) == np.inf                  # an impossible pair: what the network learnt
+
+
+def test_name_swap_words_switches_the_generator(tmp_path):
+    vocab = Vocab.from_text(ALPHABET)
+    plain = NameSwapper(SCENE * 3, vocab, p=1.0, segment=len(SCENE))
+    wordy = NameSwapper(SCENE * 3, vocab, p=1.0, segment=len(SCENE), words=True)
+    assert plain.chain.probs("RO")[ord("M") - 65] == 1.0 and wordy.chain.probs("RO").min() > 0
+    assert Config(name_swap=0.5, name_swap_words=True).name_swap_words
+    with pytest.raises(ConfigError, match="name-swap-words"):
+        Config(name_swap_words="yes")
+    corpus = write_corpus(tmp_path, 4000)
+    ok = charnn("train", "--data", corpus, "--hidden-size", "8", "--batch-size", "2", "--max-len", "10",
+                "--max-steps", "3", "--no-progress", "--out", tmp_path / "r", "--name-swap", "0.5", "--name-swap-words")
+    assert ok.rc == 0, ok.err
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["name_swap_words"] is True
 
 
 def test_swaps_rewrite_every_occurrence_of_a_name_alike_and_nothing_else():

@@ -17,15 +17,18 @@ segment the swap is consistent, so predicting the second "BALTHAZOR" needs the f
   and that is not a Roman numeral (III).
   Its occurrences are the upper-case form ("ROMEO") and the capitalised one ("Romeo"), as whole
   words; both get the matching case of the replacement.
-* Replacements are drawn letter by letter from a second-order letter model of the text's names
-  *and* its words (upper-cased, each distinct word once), interpolated with the first- and
-  zero-order models, so they look like words of the language ("CORANIO") rather than noise. What
-  the network learns to expect of an unknown name is this model's distribution; fitted to the
-  ~120 names alone, it made most letter pairs impossible and taught the network to expect them
-  never (a held-out name then cost more than a uniform guess, 3.5 nats a letter). Chosen on the
-  training text alone: fitted to the first 75% of Tiny Shakespeare's training split, this model
-  spells the 32 names that first appear in the last 25% at 2.40 nats a letter; the names-only
-  chain (smoothed) at 2.50–2.95, a uniform guess at 3.26.
+* Replacements are drawn letter by letter from a second-order letter model (first-order back-off)
+  of the names themselves, so they look like names ("CORANIO") rather than noise.
+* `words=True` (`--name-swap-words`) draws them instead from a model of the names *and* the text's
+  words (upper-cased, each distinct word once), interpolated with the lower orders so that every
+  letter keeps a share. What a network learns to expect of a name it does not know is the
+  generator's distribution: the names-only chain makes most letter pairs impossible, and a network
+  trained with it spells a new name at about 3.5 nats a letter, worse than a uniform guess (3.26).
+  Fitted to the first 75% of Tiny Shakespeare's training split, the smoothed model spells the 32
+  names that first appear in the last 25% at 2.40 nats a letter. Measured on the validation plays
+  (BENCHMARKS.md, fifth session) it trades: the new names' letters fall from 2.85 to 2.37 nats,
+  but the known names' letters rise from 0.91 to 1.14 (the network trusts its own names less),
+  and the total came out 0.005 worse, so it is not the default.
 * A text without headings has no names, and the augmentation leaves it unchanged.
 
 Data layer: NumPy and the standard library only.
@@ -62,22 +65,22 @@ WORD_RE = re.compile(r"[A-Za-z]{3,}")
 
 @dataclass
 class NameChain:
-    """Interpolated second-order letter model: P(next | previous two), '^' pads the start.
+    """Second-order letter model: P(next | previous two), '^' pads the start.
 
+    Unsmoothed (K = 0): P(c | ab) = n(ab→c)/n(ab), backing off to P(c | b) for an unseen pair and
+    to 1/26 for an unseen letter. Smoothed (K > 0), interpolated:
     P₂(c | ab) = λ_ab · n(ab→c)/n(ab) + (1 − λ_ab) · P₁(c | b),  λ_ab = n(ab) / (n(ab) + K),
-    and likewise P₁ from P₀ and P₀ from the uniform 1/26 (K = 20, chosen as the module docstring says).
-    Every letter keeps a non-zero probability in every context.
+    and likewise P₁ from P₀ and P₀ from the uniform 1/26; every letter keeps a share in every context.
     """
 
     order1: dict[str, np.ndarray] = field(default_factory=dict)     # context of 1 → P(· | b), shape (26,)
     order2: dict[str, np.ndarray] = field(default_factory=dict)     # context of 2 → P(· | ab)
     order0: np.ndarray = field(default_factory=lambda: np.full(26, 1 / 26))
 
-    K = 20.0
-
     @classmethod
-    def fit(cls, names: Iterable[str], words: Iterable[str] = ()) -> "NameChain":
-        """Fit to `names` and `words` (letter strings; case is folded to upper, non-letters dropped)."""
+    def fit(cls, names: Iterable[str], words: Iterable[str] = (), *, K: float = 0.0) -> "NameChain":
+        """Fit to `names` and `words` (letter strings; case is folded to upper, non-letters dropped);
+        K: the interpolation constant (0 = unsmoothed back-off; 20 for the names-and-words model)."""
         counts: list[dict[str, np.ndarray]] = [defaultdict(lambda: np.zeros(26)) for _ in range(3)]
         for w in list(names) + list(words):
             padded = "^^" + "".join(c for c in w.upper() if c in LETTERS)
@@ -88,7 +91,7 @@ class NameChain:
 
         def mix(n: np.ndarray, lower: np.ndarray) -> np.ndarray:
             tot = n.sum()
-            lam = tot / (tot + cls.K)
+            lam = tot / (tot + K) if tot + K > 0 else 0.0     # K = 0: the counts alone
             return lam * n / max(tot, 1.0) + (1 - lam) * lower
 
         p0 = mix(counts[0][""], np.full(26, 1 / 26))
@@ -112,7 +115,7 @@ class NameChain:
             p = self.probs(out)
             if allowed is not None:
                 p = np.where(allowed, p, 0.0)
-                p = p / p.sum()
+                p = p / p.sum() if p.sum() > 0 else allowed / allowed.sum()   # nothing allowed follows: any
             out += LETTERS[rng.choice(26, p=p)]
         return out
 
@@ -120,14 +123,17 @@ class NameChain:
 class NameSwapper:
     """Per-epoch name-swapped copies of one encoded training text (see the module docstring)."""
 
-    def __init__(self, text: str, vocab: Vocab, *, p: float, segment: int = 2000, ids: np.ndarray | None = None):
-        """`ids`: the text already encoded with `vocab`, when the caller has it (else it is encoded here)."""
+    def __init__(self, text: str, vocab: Vocab, *, p: float, segment: int = 2000, ids: np.ndarray | None = None,
+                 words: bool = False):
+        """`ids`: the text already encoded with `vocab`, when the caller has it (else it is encoded here);
+        `words`: draw the made-up names from the smoothed model of names and words (module docstring)."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"name-swap probability must be in [0, 1], got {p!r}")
         self.p, self.vocab = p, vocab
         self.ids = vocab.encode(text) if ids is None else ids
         self.names = [n for n in find_names(text) if all(c in vocab.stoi for c in n + n.lower())]
-        self.chain = NameChain.fit(self.names, sorted(set(WORD_RE.findall(text.upper()))))
+        self.chain = (NameChain.fit(self.names, sorted(set(WORD_RE.findall(text.upper()))), K=20.0) if words
+                      else NameChain.fit(self.names))
         # Letters a replacement may use: both cases must be in the vocabulary (names are written both ways).
         self.allowed = np.array([c in vocab.stoi and c.lower() in vocab.stoi for c in LETTERS])
         # Occurrences grouped by (segment, name): (start positions of the UPPER form, of the Capitalised form).

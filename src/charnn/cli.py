@@ -190,6 +190,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["locked_dropout"] = True
     if args.random_offset:
         out["random_offset"] = True
+    if args.name_swap_words:
+        out["name_swap_words"] = True
     if args.bytes:
         out["byte_level"] = True
     return out
@@ -254,6 +256,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="start each epoch's streams at a random rotation of the training text")
     p.add_argument("--locked-dropout", action="store_true",
                    help="one dropout mask per sequence, shared by all its steps (variational dropout)")
+    p.add_argument("--name-swap-words", action="store_true",
+                   help="with --name-swap: draw the made-up names from a smoothed letter model of the text's "
+                        "names and words instead of the names alone")
     p.add_argument("--reset-state", action="store_true",
                    help="start every chunk from h = 0 instead of carrying h across chunks")
     p.add_argument("--bytes", action="store_true",

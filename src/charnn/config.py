@@ -65,6 +65,7 @@ class Config:
     min_lr: float = 0.0             # cosine schedule: the rate it decays to at the last step
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
     name_swap: float = 0.0          # per epoch, swap each speaker name of a segment with this probability (charnn.augment)
+    name_swap_words: bool = False   # draw the made-up names from a smoothed letter model of the names and words
     # --- how the corpus is read (issue 5) ---------------------------------------------------
     encoding: str = "utf-8"         # text encoding of the corpus files
     byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding
@@ -201,6 +202,8 @@ def _validate_cells(cfg: Config) -> None:
         raise ConfigError(f"name-swap must be a probability in [0, 1], got {cfg.name_swap!r}")
     if not isinstance(cfg.random_offset, bool):
         raise ConfigError(f"random-offset must be true or false, got {cfg.random_offset!r}")
+    if not isinstance(cfg.name_swap_words, bool):
+        raise ConfigError(f"name-swap-words must be true or false, got {cfg.name_swap_words!r}")
     if not isinstance(cfg.locked_dropout, bool):
         raise ConfigError(f"locked-dropout must be true or false, got {cfg.locked_dropout!r}")
     if not (math.isfinite(cfg.weight_decay) and 0.0 <= cfg.weight_decay < 1.0):

@@ -177,8 +177,8 @@ class Trainer:
         train_ids, val_ids = corpus.split(cfg.train_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
         # Name swapping (charnn.augment) rewrites each epoch's copy of the text, at the same length.
-        self.swapper = (NameSwapper(corpus.vocab.decode(train_ids), corpus.vocab, p=cfg.name_swap, ids=train_ids)
-                        if cfg.name_swap > 0 else None)
+        self.swapper = (NameSwapper(corpus.vocab.decode(train_ids), corpus.vocab, p=cfg.name_swap, ids=train_ids,
+                                    words=cfg.name_swap_words) if cfg.name_swap > 0 else None)
         if len(val_ids) < 2:
             raise DataError(f"the validation split holds {len(val_ids)} character(s), too few to evaluate: "
                             f"use a longer corpus or a smaller --train-fraction")
