@@ -11,8 +11,8 @@ Scores the validation split exactly (batch 1, one pass, state carried, the same 
 
 and, across those, the speaker headings (a line that is one capitalised name and a colon, e.g.
 "PROSPERO:") whose name never occurs in the training split, and within them the name's letters
-after the first (what a network that can copy a name it has read would predict well). The prediction of a word's first
-character is counted with the word. It prints the table and a counterfactual: the loss the model
+after the first (what a network that can copy a name it has read would predict well). The
+prediction of a word's first character is counted with the word. It prints the table and a counterfactual: the loss the model
 would have if every unseen-word character cost what a seen-word character costs on average.
 
     python benchmarks/val_breakdown.py benchmarks/results/quality/s3-gru1024/charnn/checkpoints/best.safetensors

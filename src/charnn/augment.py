@@ -68,7 +68,7 @@ class NameChain:
     """Second-order letter model: P(next | previous two), '^' pads the start.
 
     Unsmoothed (K = 0): P(c | ab) = n(ab→c)/n(ab), backing off to P(c | b) for an unseen pair and
-    to 1/26 for an unseen letter. Smoothed (K > 0), interpolated:
+    to the letter frequencies P(c) for a letter never seen as a context. Smoothed (K > 0), interpolated:
     P₂(c | ab) = λ_ab · n(ab→c)/n(ab) + (1 − λ_ab) · P₁(c | b),  λ_ab = n(ab) / (n(ab) + K),
     and likewise P₁ from P₀ and P₀ from the uniform 1/26; every letter keeps a share in every context.
     """

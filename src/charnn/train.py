@@ -344,8 +344,7 @@ class Trainer:
         """Learning rate of (0-based) optimizer step `step`: a pure function of the step, so resume needs no
         state; with a time budget (max_minutes) and the cosine schedule, of the training time spent so far."""
         cfg, nb = self.cfg, len(self.batches)
-        progress = (self.train_s / (60.0 * cfg.max_minutes)
-                    if cfg.max_minutes > 0 and cfg.lr_schedule == "cosine" else None)
+        progress = self.train_s / (60.0 * cfg.max_minutes) if cfg.max_minutes > 0 else None   # cosine only
         return lr_at(step, cfg.lr, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
                      total_steps=self.total_steps, decay=cfg.lr_decay,
                      decay_every=max(1, round(cfg.lr_decay_every * nb)),
