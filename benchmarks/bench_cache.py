@@ -69,7 +69,7 @@ def main() -> None:
     else:
         ckpt = checkpoint.load(checkpoint.resolve(args.checkpoint))
         cfg = ckpt.config
-        params, source, step = ckpt.params, args.checkpoint, ckpt.step
+        params, source, step = ckpt.model_params, args.checkpoint, ckpt.step
         corpus = Corpus.load(cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
         train_ids, val_ids = corpus.split(cfg.train_fraction)
         cell, layers, H = cfg.cell, cfg.layers, cfg.hidden_size

@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_info
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from charnn import checkpoint, model, stack, train  # noqa: E402
+from charnn import calibrate, checkpoint, model, stack, train  # noqa: E402
 from charnn.config import Config  # noqa: E402
 from charnn.corpus import Corpus  # noqa: E402
 from charnn.optim import clip_by_global_norm, clip_by_value, make_optimizer  # noqa: E402
@@ -120,7 +120,8 @@ class Clock:
                 raise train.StopTraining
         elif event == "eval":
             self.curve.append({"train_s": round(self.train_s, 2), "step": rec["step"], "val_loss": rec["val_loss"],
-                               "train_loss": rec["train_loss"]})
+                               "train_loss": rec["train_loss"],
+                               **{k: rec[k] for k in ("val_loss_plain", "temperature") if k in rec}})
             self.mark = time.perf_counter()
         else:                          # log/epoch rows: whatever ran since the step is not training
             self.mark = now
@@ -146,10 +147,18 @@ def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path
     wall = time.perf_counter() - t0
     best = checkpoint.load(out / name / "checkpoints" / "best.safetensors")
     _, val_ids = corpus.split(cfg.train_fraction)
-    total, n, _ = stack.evaluate(best.params, val_ids)
-    return {"name": name, "config": cfg.to_dict(), "curve": clock.curve, "train_s": clock.train_s,
+    # The network as evaluated and sampled: with a held-out text (calibration_fraction), V and c divided by
+    # the temperature fitted on it (charnn.calibrate); the loss at temperature 1 is kept beside it.
+    extra = {}
+    if best.temperature != 1.0:
+        exact, plain = calibrate.mean_nll(best.params, val_ids, [best.temperature, 1.0])   # one pass, batch 1
+        extra = {"temperature": best.temperature, "best_exact_plain": plain}
+    else:
+        total, n, _ = stack.evaluate(best.params, val_ids)
+        exact = total / n
+    return {**extra, "name": name, "config": cfg.to_dict(), "curve": clock.curve, "train_s": clock.train_s,
             "steps": clock.steps, "chars_per_s": clock.steps * cfg.batch_size * cfg.max_len / max(clock.train_s, 1e-9),
-            "best_streamed": res.best_val_loss, "best_exact": total / n, "best_step": best.step,
+            "best_streamed": res.best_val_loss, "best_exact": exact, "best_step": best.step,
             "wall_s": wall, "params": int(sum(p.size for p in res.params.values()))}
 
 
@@ -353,7 +362,9 @@ def main() -> None:
         r["measured"] = {"date": datetime.now().isoformat(timespec="seconds"), "blas": meta["blas"],
                          "load_avg_end": load_avg()}
         print(f"[{name}] {r['steps']} steps, {r['chars_per_s']:,.0f} chars/s, best streamed {r['best_streamed']:.4f}, "
-              f"best exact {r['best_exact']:.4f}", flush=True)
+              f"best exact {r['best_exact']:.4f}"
+              + (f" (temperature {r['temperature']:.4f}; {r['best_exact_plain']:.4f} at temperature 1)"
+                 if "temperature" in r else ""), flush=True)
         meta["load_avg_end"] = load_avg()
         (args.out / "quality.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2) + "\n")
     for path in args.include:          # the first file that has a run name wins

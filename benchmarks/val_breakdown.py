@@ -85,7 +85,7 @@ def main() -> None:
     else:
         ckpt = checkpoint.load(checkpoint.resolve(args.checkpoint))
         cfg = ckpt.config
-        params, frac = ckpt.params, cfg.train_fraction
+        params, frac = ckpt.model_params, cfg.train_fraction   # calibrated, if it was
         corpus = Corpus.load(cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
     train_ids, val_ids = corpus.split(frac)
     train_text, val_text = corpus.vocab.decode(train_ids), corpus.vocab.decode(val_ids)

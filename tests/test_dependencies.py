@@ -23,6 +23,7 @@ LAYER = {
     "model": 2,
     "optim": 2,
     "neural_cache": 2,  # continuous cache over the model's recent states, for evaluation
+    "calibrate": 2,  # the output temperature fitted on held-out text (used by checkpoint, train, evaluate)
     "encoded": 2.5,  # large corpora encoded to a file and memory-mapped; uses data, used by corpus
     "gradcheck": 3,
     "reference": 3,
@@ -39,7 +40,8 @@ LAYER = {
     "cli": 7,
 }
 ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule", "kernels", "encoded", "workspace", "neural_cache", "augment"}
+          "cells", "stack", "schedule", "kernels", "encoded", "workspace", "neural_cache", "augment",
+          "calibrate"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 

@@ -240,7 +240,7 @@ json_values = st.recursive(
     max_leaves=12)
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 META_KEYS = ["format", "format_version", "config", "vocab", "step", "epoch", "batch_index", "chars_seen",
-             "wall_s", "train_s", "best_val_loss", "optimizer", "rng", "corpus", "unigram"]
+             "wall_s", "train_s", "best_val_loss", "optimizer", "rng", "corpus", "unigram", "temperature"]
 
 
 @FUZZ
@@ -296,4 +296,18 @@ def test_train_s_is_optional_and_must_be_a_number(good, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(with_meta(good, train_s="1800"))
     with pytest.raises(CheckpointError, match="train_s"):
+        checkpoint.load(bad)
+
+
+@pytest.mark.parametrize("value", ["1.1", -1.0, 0.0, True, [1.1]])
+def test_temperature_is_optional_and_must_be_a_positive_number(good, tmp_path, value):
+    """Checkpoints written before calibration have no temperature: they load with 1; a crafted one is refused."""
+    header, data = split_file(good)
+    del header["__metadata__"]["temperature"]
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(join_file(header, data))
+    assert checkpoint.load(old).temperature == 1.0
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(with_meta(good, temperature=value))
+    with pytest.raises(CheckpointError, match="temperature"):
         checkpoint.load(bad)

@@ -6,7 +6,8 @@ File layout (safetensors): 8-byte little-endian header length n, n bytes of JSON
             state.h               the hidden state carried into the next batch (B, H), if any
                                   ((L, S, B, H) for stacked LSTM/GRU/RNN models: charnn.stack)
   metadata  (every value a JSON string) format, format_version, config, vocab, step, epoch,
-            batch_index, chars_seen, wall_s, train_s, best_val_loss, optimizer, rng, corpus, unigram
+            batch_index, chars_seen, wall_s, train_s, best_val_loss, optimizer, rng, corpus, unigram,
+            temperature (the output temperature fitted on held-out text, charnn.calibrate; 1 when absent)
 
 Loading validates before it allocates: the header's size is bounded and parsed by hand, the
 format version must not be newer than this code, and every array must be present with the shape
@@ -31,7 +32,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from .config import Config, ConfigError
-from . import stack
+from . import calibrate, stack
 from .model import param_shapes
 from .vocab import Vocab, VocabError
 
@@ -69,11 +70,18 @@ class Checkpoint:
     rng_state: dict[str, Any] | None = None   # np.random.Generator.bit_generator.state
     corpus: dict[str, Any] = field(default_factory=dict)   # path, chars, sha256, vocab_size
     unigram: list[int] | None = None     # character counts of the training split (eval baseline)
+    temperature: float = 1.0             # output temperature τ fitted on held-out text (charnn.calibrate)
     format_version: int = FORMAT_VERSION
 
     @property
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
+
+    @property
+    def model_params(self) -> dict[str, np.ndarray]:
+        """The network that evaluation and sampling use: `params` with V and c divided by the
+        calibrated temperature (the training state, `params`, is what a resume continues from)."""
+        return calibrate.apply(self.params, self.temperature)
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +113,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         "rng": ckpt.rng_state,
         "corpus": ckpt.corpus,
         "unigram": ckpt.unigram,
+        "temperature": float(ckpt.temperature),
     }
     metadata = {k: json.dumps(v) for k, v in meta.items()}
     atomic_write_bytes(Path(path), st_save(arrays, metadata=metadata))
@@ -380,7 +389,11 @@ def _check_extras(p: Path, meta: Mapping[str, Any], vocab_size: int) -> dict[str
             isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in unigram)):
         raise CheckpointError(f"{p}: unigram counts do not match the vocabulary")
     wall, train_s = meta.get("wall_s", 0.0), meta.get("train_s", 0.0)     # train_s: absent before max_minutes
-    return {"wall_s": 0.0 if wall is None else number("wall_s", wall),
+    tau = meta.get("temperature", 1.0)                                   # absent before calibration
+    tau = 1.0 if tau is None else number("temperature", tau)
+    if not (math.isfinite(tau) and tau > 0):
+        raise CheckpointError(f"{p}: metadata temperature must be a finite number > 0, got {tau!r}")
+    return {"temperature": tau, "wall_s": 0.0 if wall is None else number("wall_s", wall),
             "train_s": 0.0 if train_s is None else number("train_s", train_s),
             "best_val_loss": None if best is None else number("best_val_loss", best),
             "rng_state": rng, "corpus": corpus or {}, "unigram": unigram}

@@ -125,6 +125,9 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--grad-clip", "grad_clip", _finite_float, "clip each gradient element to ±this [5]"),
     ("--clip-norm", "clip_norm", _finite_float, "then rescale gradients to this global L2 norm; 0 = off [0]"),
     ("--train-fraction", "train_fraction", _finite_float, "leading share of the corpus that trains [0.9]"),
+    ("--calibration-fraction", "calibration_fraction", _finite_float,
+     "share of the corpus, from its start, held out of training to fit the output temperature on; "
+     "0 = off [0]"),
     ("--seed", "seed", _whole, "seed of the initial weights and of the samples [42]"),
     ("--dtype", "dtype", str, "float32 or float64 [float32]"),
     ("--beta1", "beta1", _finite_float, "Adam β1 [0.9]"),
@@ -294,7 +297,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     unknown = ckpt.vocab.unknown(prompt)
     if unknown:
         raise CLIError(f"--prompt has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
-    texts = sample.generate_text(ckpt.params, ckpt.vocab, prompt, args.length, rng=np.random.default_rng(seed),
+    texts = sample.generate_text(ckpt.model_params, ckpt.vocab, prompt, args.length, rng=np.random.default_rng(seed),
                                  temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy,
                                  num_samples=args.num_samples)
     for i, text in enumerate(texts):

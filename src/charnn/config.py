@@ -66,6 +66,8 @@ class Config:
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
     name_swap: float = 0.0          # per epoch, swap each speaker name of a segment with this probability (charnn.augment)
     name_swap_words: bool = False   # draw the made-up names from a smoothed letter model of the names and words
+    calibration_fraction: float = 0.0  # share of the text, at the start of the training split, held out of
+                                    # training to fit the output temperature on (charnn.calibrate); 0 = off
     # --- how the corpus is read (issue 5) ---------------------------------------------------
     encoding: str = "utf-8"         # text encoding of the corpus files
     byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding
@@ -200,6 +202,11 @@ def _validate_cells(cfg: Config) -> None:
     if not (isinstance(cfg.name_swap, (int, float)) and not isinstance(cfg.name_swap, bool)
             and math.isfinite(cfg.name_swap) and 0.0 <= cfg.name_swap <= 1.0):
         raise ConfigError(f"name-swap must be a probability in [0, 1], got {cfg.name_swap!r}")
+    cf = cfg.calibration_fraction
+    if not (isinstance(cf, (int, float)) and not isinstance(cf, bool) and math.isfinite(cf)
+            and 0.0 <= cf < cfg.train_fraction / 2):
+        raise ConfigError(f"calibration-fraction must be >= 0 and below half the train-fraction "
+                          f"({cfg.train_fraction / 2:g}), got {cf!r}")
     if not isinstance(cfg.random_offset, bool):
         raise ConfigError(f"random-offset must be true or false, got {cfg.random_offset!r}")
     if not isinstance(cfg.name_swap_words, bool):

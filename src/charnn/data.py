@@ -104,6 +104,21 @@ def split(ids: np.ndarray, train_fraction: float) -> tuple[np.ndarray, np.ndarra
     return ids[:n], ids[n:]
 
 
+def hold_out(train_ids: np.ndarray, total: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(what trains, what is held out): the first `fraction` of a `total`-character corpus, taken from the
+    start of its training split (charnn.calibrate).
+
+    The start, because it is the text furthest from the validation split: the end of the training split
+    runs on into the validation text (in Tiny Shakespeare the same play, with the same cast), and
+    holding it out took from the network exactly what it needed there (+0.07 nats/char, BENCHMARKS.md).
+    """
+    k = int(total * fraction)
+    if k < 2 or k > len(train_ids) // 2:
+        raise DataError(f"a calibration fraction of {fraction:g} holds out {k} character(s) of a "
+                        f"{len(train_ids)}-character training split: it needs 2 or more and at most half")
+    return train_ids[k:], train_ids[:k]
+
+
 @dataclass
 class Batches:
     """(input, target) pairs of length T from B parallel streams of a token array.

@@ -677,7 +677,7 @@ def temperature(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict
     ctx.stage("temperature: sampling")
     samples = []
     for T in [*s.temperatures, None]:
-        (text,) = generate_text(c.params, c.vocab, ctx.prompt, s.sample_length, rng=np.random.default_rng(s.seed),
+        (text,) = generate_text(c.model_params, c.vocab, ctx.prompt, s.sample_length, rng=np.random.default_rng(s.seed),
                                 temperature=T or 1.0, greedy=T is None)
         samples.append({"label": "greedy" if T is None else f"T = {T:g}", "temperature": T, "text": text,
                         "stats": textstats.text_stats(text, ctx.train_words).to_dict()})
@@ -732,7 +732,7 @@ def analyze(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict[str
     exp = fresh_dir(out / "analyze")
     c, note, best_val = _model_for(ctx, out, exp, ckpt)
     ctx.stage("analyze: long sample")
-    (text,) = generate_text(c.params, c.vocab, ctx.prompt, s.analyze_length, rng=np.random.default_rng(s.seed),
+    (text,) = generate_text(c.model_params, c.vocab, ctx.prompt, s.analyze_length, rng=np.random.default_rng(s.seed),
                             temperature=s.analyze_temperature)
     off = int(np.random.default_rng(s.seed).integers(len(ctx.train_text)))
     train_slice = textstats.training_slice(ctx.train_text, s.analyze_length, offset=off)

@@ -33,13 +33,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__, checkpoint, model, runlock, stack
+from . import __version__, calibrate, checkpoint, model, runlock, stack
 from .augment import NameSwapper
 from .backend import get_xp, host_copy, to_numpy
 from .checkpoint import Checkpoint
 from .config import Config, ConfigError
 from .corpus import Corpus, unigram_counts
-from .data import Batches, DataError
+from .data import Batches, DataError, hold_out
 from .optim import clip_by_global_norm, clip_by_value, make_optimizer, state_to_numpy
 from .sample import generate_text
 from .schedule import lr_at
@@ -103,6 +103,7 @@ class TrainResult:
     samples: list[str] = field(default_factory=list)    # the epoch-end samples of this session
     stop_reason: str = "completed"   # completed | max_steps | max_minutes | stopped | already_finished
     wall_s: float = 0.0
+    temperature: float = 1.0         # the output temperature of the last validation (charnn.calibrate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +176,11 @@ class Trainer:
         corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
         train_ids, val_ids = corpus.split(cfg.train_fraction)
+        # The start of the training split can be held out of training, to calibrate on (data.hold_out).
+        self.calib_ids = None
+        self.val_loss_plain: float | None = None
+        if cfg.calibration_fraction > 0:
+            train_ids, self.calib_ids = hold_out(train_ids, len(corpus.ids), cfg.calibration_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
         # Name swapping (charnn.augment) rewrites each epoch's copy of the text, at the same length.
         self.swapper = (NameSwapper(corpus.vocab.decode(train_ids), corpus.vocab, p=cfg.name_swap, ids=train_ids,
@@ -195,6 +201,7 @@ class Trainer:
             self.h = None
             self.step = self.epoch = self.batch_index = self.chars_seen = 0
             self.wall_before, self.best_val_loss, self.train_before = 0.0, None, 0.0
+            self.temperature = 1.0
         else:
             params = start.params
             self.opt.load_state_arrays({k: self.xp.asarray(a) for k, a in start.optim_state.items()},
@@ -203,6 +210,7 @@ class Trainer:
             self.step, self.epoch, self.batch_index = start.step, start.epoch, start.batch_index
             self.chars_seen, self.wall_before, self.best_val_loss = start.chars_seen, start.wall_s, start.best_val_loss
             self.train_before = start.train_s
+            self.temperature = start.temperature if self.calib_ids is not None else 1.0
             if start.rng_state is not None:
                 self.rng.bit_generator.state = start.rng_state
             if self.batch_index >= len(self.batches):
@@ -244,7 +252,8 @@ class Trainer:
             h=None if self.h is None else to_numpy(self.h),
             step=self.step, epoch=self.epoch, batch_index=self.batch_index,
             chars_seen=self.chars_seen, wall_s=self.wall_s, train_s=self.train_s, best_val_loss=self.best_val_loss,
-            rng_state=self.rng.bit_generator.state, corpus=self.corpus.info(), unigram=self.unigram)
+            rng_state=self.rng.bit_generator.state, corpus=self.corpus.info(), unigram=self.unigram,
+            temperature=self.temperature)
 
     def save(self, name: str = LAST) -> Path | None:
         if self.run_dir is None:
@@ -315,12 +324,20 @@ class Trainer:
 
         eval_streams > 1 reads the split as that many parallel streams with a warm-up before each
         (`charnn.stack.evaluate`): much faster for big models, for progress and best-checkpoint choice.
+        With a held-out text (calibration_fraction), the output temperature is first fitted on it
+        (`charnn.calibrate`) and the loss is the calibrated network's; `val_loss_plain` keeps the other.
         """
-        if self.cfg.eval_streams > 1:
-            total, n, _ = stack.evaluate(self.params, self.val_ids, streams=self.cfg.eval_streams)
+        S = self.cfg.eval_streams
+        if self.calib_ids is not None:
+            self.temperature = calibrate.fit(self.params, self.calib_ids, streams=S)
+            val, self.val_loss_plain = calibrate.mean_nll(self.params, self.val_ids, [self.temperature, 1.0],
+                                                          streams=S)
+        elif S > 1:
+            total, n, _ = stack.evaluate(self.params, self.val_ids, streams=S)
+            val = total / n
         else:
             total, n, _ = model.evaluate(self.params, self.val_ids)
-        val = total / n
+            val = total / n
         if not math.isfinite(val):
             raise TrainingDiverged(self.step, val, "the validation loss", self._last_path(), self.last_saved_step)
         return val
@@ -330,7 +347,7 @@ class Trainer:
         n = self.cfg.sample_length if length is None else length
         # On a GPU, batch-1 sampling is launch-bound: sample from the CPU copy of the weights.
         params = self.params if self.xp is np else host_copy(self.params)
-        (text,) = generate_text(params, self.vocab, self.prompt, n, rng=self.rng,
+        (text,) = generate_text(calibrate.apply(params, self.temperature), self.vocab, self.prompt, n, rng=self.rng,
                                 temperature=self.cfg.temperature)
         return self.prompt + text
 
@@ -442,12 +459,16 @@ class Trainer:
                                             f"{row['chars_per_s'] / 1000:.1f}k chars/s", refresh=False)
                         if do_eval:
                             row["val_loss"] = self.val_loss = self.validate()
+                            if self.calib_ids is not None:
+                                row["val_loss_plain"], row["temperature"] = self.val_loss_plain, self.temperature
                             improved = self.best_val_loss is None or row["val_loss"] < self.best_val_loss
                             if improved:
                                 self.best_val_loss = row["val_loss"]
                                 self.save(BEST)
+                            calib = ("" if self.calib_ids is None else
+                                     f" (temperature {self.temperature:.3f}; {self.val_loss_plain:.4f} without)")
                             self.log(f"epoch {epoch_no} step {self.step}: train {row['train_loss']:.4f} "
-                                     f"val {row['val_loss']:.4f} nats/char" + (" (best)" if improved else ""))
+                                     f"val {row['val_loss']:.4f} nats/char{calib}" + (" (best)" if improved else ""))
                             self._emit("eval", row)
                         self.history.append(row)
                         if metrics:
@@ -486,7 +507,8 @@ class Trainer:
         return TrainResult(config=self.cfg, params={k: to_numpy(v) for k, v in self.params.items()},
                            vocab=self.vocab, run_dir=self.run_dir, step=self.step, epoch=self.epoch,
                            val_loss=self.val_loss, best_val_loss=self.best_val_loss, history=self.history,
-                           samples=self.samples, stop_reason=reason, wall_s=self.wall_s)
+                           samples=self.samples, stop_reason=reason, wall_s=self.wall_s,
+                           temperature=self.temperature)
 
     @contextmanager
     def _run_lock(self) -> Iterator[None]:
