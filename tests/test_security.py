@@ -286,28 +286,32 @@ def test_numba_never_uses_its_pickle_based_disk_cache():
         assert not re.search(r"cache\s*=\s*True", f.read_text()), f
 
 
-def test_train_s_is_optional_and_must_be_a_number(good, tmp_path):
-    """Checkpoints written before time budgets have no train_s: they load with 0; a crafted one is refused."""
+def load_without(good: bytes, tmp_path, key: str):
+    """The checkpoint as written before metadata `key` existed (the key deleted), loaded."""
     header, data = split_file(good)
-    del header["__metadata__"]["train_s"]
+    del header["__metadata__"][key]
     old = tmp_path / "old.safetensors"
     old.write_bytes(join_file(header, data))
-    assert checkpoint.load(old).train_s == 0.0
+    return checkpoint.load(old)
+
+
+def load_with(good: bytes, tmp_path, **meta):
+    """The checkpoint with crafted metadata values, loaded."""
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(with_meta(good, train_s="1800"))
+    bad.write_bytes(with_meta(good, **meta))
+    return checkpoint.load(bad)
+
+
+def test_train_s_is_optional_and_must_be_a_number(good, tmp_path):
+    """Checkpoints written before time budgets have no train_s: they load with 0; a crafted one is refused."""
+    assert load_without(good, tmp_path, "train_s").train_s == 0.0
     with pytest.raises(CheckpointError, match="train_s"):
-        checkpoint.load(bad)
+        load_with(good, tmp_path, train_s="1800")
 
 
 @pytest.mark.parametrize("value", ["1.1", -1.0, 0.0, True, [1.1]])
 def test_temperature_is_optional_and_must_be_a_positive_number(good, tmp_path, value):
     """Checkpoints written before calibration have no temperature: they load with 1; a crafted one is refused."""
-    header, data = split_file(good)
-    del header["__metadata__"]["temperature"]
-    old = tmp_path / "old.safetensors"
-    old.write_bytes(join_file(header, data))
-    assert checkpoint.load(old).temperature == 1.0
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(with_meta(good, temperature=value))
+    assert load_without(good, tmp_path, "temperature").temperature == 1.0
     with pytest.raises(CheckpointError, match="temperature"):
-        checkpoint.load(bad)
+        load_with(good, tmp_path, temperature=value)
