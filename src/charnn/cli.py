@@ -29,8 +29,9 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
 
     from . import stack
 
-    if not 0.0 <= args.dropout < 1.0:
-        raise CLIError(f"--dropout must be in [0, 1), got {args.dropout}")
+    for flag, v in (("--dropout", args.dropout), ("--weight-drop", args.weight_drop)):
+        if not 0.0 <= v < 1.0:     # also refuses nan
+            raise CLIError(f"{flag} must be in [0, 1), got {v}")
     rng = np.random.default_rng(args.seed)
     params = model.init_params(args.vocab_size, args.hidden_size, seed=args.seed, dtype=np.float64,
                                cell=args.cell, layers=args.layers)
@@ -41,9 +42,12 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
     if args.dropout > 0:   # a fixed mask makes the loss a deterministic function of the parameters
         masks = stack.dropout_masks(rng, args.dropout, args.layers, args.max_len, args.batch_size,
                                     args.hidden_size, np.float64)
+    weight_masks = stack.weight_drop_masks(rng, args.weight_drop, params) if args.weight_drop > 0 else None
     max_checks = None if args.all else args.checks
-    rows = gradcheck.gradcheck(params, inputs, targets, h0, max_checks=max_checks, seed=args.seed, masks=masks)
+    rows = gradcheck.gradcheck(params, inputs, targets, h0, max_checks=max_checks, seed=args.seed, masks=masks,
+                               weight_masks=weight_masks)
     print(f"gradient check (float64, {args.cell} × {args.layers} layer(s), dropout {args.dropout:g}, "
+          f"weight drop {args.weight_drop:g}, "
           f"vocab {args.vocab_size}, hidden {args.hidden_size}, "
           f"batch {args.batch_size}, length {args.max_len}; pass if max rel error < {gradcheck.TOLERANCE:g})")
     print(gradcheck.format_table(rows))
@@ -76,6 +80,8 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=_positive_int, default=1, help="stacked layers [1]")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="check through a fixed dropout mask of this rate [0]")
+    p.add_argument("--weight-drop", type=float, default=0.0,
+                   help="check through a fixed weight-drop (DropConnect) mask on W of this rate [0]")
     p.set_defaults(func=_cmd_gradcheck)
 
 
@@ -145,6 +151,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--cell", "cell", str, "recurrent cell: rnn (the seed's), lstm or gru [rnn]"),
     ("--layers", "layers", _whole, "stacked recurrent layers [1]"),
     ("--dropout", "dropout", _finite_float, "dropout between layers and before the output layer, training only [0]"),
+    ("--weight-drop", "weight_drop", _finite_float,
+     "DropConnect on the recurrent weights W: one mask per batch, training only [0]"),
     ("--weight-decay", "weight_decay", _finite_float, "Adam: decoupled weight decay of the weight matrices (AdamW) [0]"),
     ("--name-swap", "name_swap", _finite_float,
      "each epoch, swap each speaker name of a text segment for a made-up one with this probability [0]"),

@@ -56,6 +56,7 @@ class Config:
     layers: int = 1                 # stacked recurrent layers
     dropout: float = 0.0            # inverted dropout between layers and before the output layer (training only)
     locked_dropout: bool = False    # one dropout mask per sequence, shared by its T steps (variational dropout)
+    weight_drop: float = 0.0        # DropConnect on the recurrent weights W, one mask per batch (training only)
     weight_decay: float = 0.0       # Adam only: decoupled weight decay of the weight matrices (AdamW); 0 = off
     lr_schedule: str = "constant"   # "constant" | "step" (× lr_decay every lr_decay_every epochs) | "cosine"
     warmup_steps: int = 0           # linear warm-up of the learning rate over the first N steps
@@ -199,6 +200,9 @@ def _validate_cells(cfg: Config) -> None:
         raise ConfigError(f"warmup-steps must be a whole number >= 0, got {cfg.warmup_steps!r}")
     if not (math.isfinite(cfg.dropout) and 0.0 <= cfg.dropout < 1.0):
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if not (isinstance(cfg.weight_drop, (int, float)) and not isinstance(cfg.weight_drop, bool)
+            and math.isfinite(cfg.weight_drop) and 0.0 <= cfg.weight_drop < 1.0):
+        raise ConfigError(f"weight-drop must be in [0, 1), got {cfg.weight_drop!r}")
     if not (isinstance(cfg.name_swap, (int, float)) and not isinstance(cfg.name_swap, bool)
             and math.isfinite(cfg.name_swap) and 0.0 <= cfg.name_swap <= 1.0):
         raise ConfigError(f"name-swap must be a probability in [0, 1], got {cfg.name_swap!r}")

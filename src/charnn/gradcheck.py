@@ -74,16 +74,17 @@ def check_arrays(f: Callable[[], float], arrays: Mapping[str, np.ndarray], analy
 
 
 def gradcheck(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray | None = None,
-              *, max_checks: int | None = None, seed: int = 0, masks: Sequence[np.ndarray] | None = None) -> list[GradCheckRow]:
+              *, max_checks: int | None = None, seed: int = 0, masks: Sequence[np.ndarray] | None = None,
+              weight_masks: Mapping[str, np.ndarray] | None = None) -> list[GradCheckRow]:
     """Check every parameter's gradient and dL/dh0 against finite differences.
 
     The vanilla dict (W, U, V, b, c) goes through `model`; stacked LSTM/GRU/RNN parameters, and
-    any model with dropout `masks` (fixed, so the loss is a deterministic function of θ), go
-    through `stack`. h0 has the model's state layout (None = zeros).
+    any model with dropout `masks` or weight-drop `weight_masks` (fixed, so the loss is a
+    deterministic function of θ), go through `stack`. h0 has the model's state layout (None = zeros).
     """
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     B = np.asarray(inputs).shape[0]
-    if "W" in params and masks is None:
+    if "W" in params and masks is None and not weight_masks:
         H = params["W"].shape[0]
         h0 = np.zeros((B, H)) if h0 is None else np.array(h0, dtype=np.float64)
         _, grads, dh0 = model.loss_grads_dh0(params, inputs, targets, h0)
@@ -92,11 +93,12 @@ def gradcheck(params: Mapping[str, np.ndarray], inputs: np.ndarray, targets: np.
             return model.forward(params, inputs, targets, h0)[0]
     else:
         masks = None if masks is None else [np.asarray(m, dtype=np.float64) for m in masks]
+        wm = None if not weight_masks else {k: np.asarray(m, dtype=np.float64) for k, m in weight_masks.items()}
         h0 = stack.init_state(params, B) if h0 is None else np.array(h0, dtype=np.float64)
-        _, grads, dh0 = stack.loss_grads_dh0(params, inputs, targets, h0, masks=masks)
+        _, grads, dh0 = stack.loss_grads_dh0(params, inputs, targets, h0, masks=masks, weight_masks=wm)
 
         def f() -> float:
-            return stack.forward(params, inputs, targets, h0, masks=masks)[0]
+            return stack.forward(params, inputs, targets, h0, masks=masks, weight_masks=wm)[0]
 
     analytic = {**grads, "h0": dh0}
     arrays = {**params, "h0": h0}

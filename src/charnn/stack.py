@@ -9,6 +9,8 @@ Model, for layers l = 0..L−1 and one-hot characters x_t (row form, time-major,
 m^l are inverted-dropout masks, entries 0 with probability p and 1/(1−p) otherwise, drawn fresh
 for every element of every step while training (between layers and before the output
 projection; never on the recurrent path); with p = 0, at evaluation and when sampling, m = 1.
+The recurrent path has its own regulariser, weight drop (DropConnect on W^l, `weight_drop_masks`):
+the step uses W̃^l = M^l ⊙ W^l with one mask M^l per batch, and ∂L/∂W^l = M^l ⊙ ∂L/∂W̃^l.
 
 Parameters (a flat name → array dict, so optimizers and checkpoints treat every model alike):
 
@@ -190,6 +192,41 @@ def dropout_masks(rng: np.random.Generator, p: float, layers: int, T: int, B: in
     return out
 
 
+def weight_drop_masks(rng: np.random.Generator, p: float, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """DropConnect masks for every layer's recurrent weights: name -> (G·H, H) array, 0 w.p. p, else 1/(1−p).
+
+    Weight drop (Wan et al., 2013; the AWD-LSTM's regulariser of the recurrent path) zeroes single
+    weights of W^l rather than units, once per batch: every step of every stream in the batch then
+    runs on the same thinned recurrence W̃^l = M^l ⊙ W^l, so the hidden-to-hidden path is regularised
+    without breaking the memory a unit carries from step to step. E[W̃^l] = W^l, so evaluation and
+    sampling use W^l unchanged. Drawn in float32 or float64 as the weights are.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"weight drop must be in [0, 1), got {p}")
+    out = {}
+    for pre in prefixes(params):
+        W = params[pre + "W"]
+        m = rng.random(W.shape, dtype=np.float32 if W.dtype == np.float32 else np.float64)
+        m -= p
+        np.ceil(m, out=m)                        # 1 where u > p, ±0 elsewhere (as dropout_masks)
+        m *= 1.0 / (1.0 - p)
+        out[pre + "W"] = m
+    return out
+
+
+def drop_weights(params: Mapping[str, Any], weight_masks: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """θ with each masked W^l replaced by W̃^l = M^l ⊙ W^l (a new dict; the other arrays are shared)."""
+    if not weight_masks:
+        return params
+    return {**params, **{k: params[k] * m for k, m in weight_masks.items()}}
+
+
+def _mask_grads(grads: dict[str, Any], weight_masks: Mapping[str, Any] | None) -> None:
+    """The chain rule through W̃ = M ⊙ W, in place: ∂L/∂W = M ⊙ ∂L/∂W̃."""
+    for k, m in (weight_masks or {}).items():
+        grads[k] *= m
+
+
 # --------------------------------------------------------------------------------------------
 # Forward and backward
 # --------------------------------------------------------------------------------------------
@@ -296,12 +333,14 @@ def _log_softmax_rows(xp: Any, logits: Any, out: Any = None) -> tuple[Any, Any]:
 
 
 def forward(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
-            masks: Sequence[Any] | None = None) -> tuple[float, Cache]:
+            masks: Sequence[Any] | None = None, weight_masks: Mapping[str, Any] | None = None) -> tuple[float, Cache]:
     """Mean cross-entropy (nats/char) over a (B, T) batch and the cache for `backward`.
 
     h0: initial state (see the module doc; None = zeros). masks: per-layer dropout masks
-    (T, B, H) from `dropout_masks`, or None for no dropout.
+    (T, B, H) from `dropout_masks`, or None for no dropout. weight_masks: weight-drop masks from
+    `weight_drop_masks` (the loss only: `loss_and_grads` also carries them through the gradients).
     """
+    params = drop_weights(params, weight_masks)
     xp = xp_of(params["V"])
     inputs, targets = xp.asarray(inputs), xp.asarray(targets)
     B, T = inputs.shape
@@ -370,14 +409,22 @@ def _loss_and_grads_one(params: Mapping[str, Any], inputs: Any, targets: Any, h0
 
 
 def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
-                   masks: Sequence[Any] | None = None) -> tuple[float, dict[str, Any], Any]:
+                   masks: Sequence[Any] | None = None,
+                   weight_masks: Mapping[str, Any] | None = None) -> tuple[float, dict[str, Any], Any]:
     """(loss, grads, final state) for one (B, T) batch; the final state has h0's layout.
 
     With P > 1 BLAS threads (NumPy only, B >= 16) the batch runs as P shards in parallel threads,
     each with single-threaded BLAS (`charnn.parallel`): the loss is a mean over B·T, so
 
         L = Σ_s (B_s / B) L_s,    ∇L = Σ_s (B_s / B) ∇L_s,    final state = the shards' states stacked.
+
+    weight_masks (`weight_drop_masks`): the batch runs on W̃ = M ⊙ W and the gradients are those of
+    the unmasked W, M ⊙ ∂L/∂W̃.
     """
+    if weight_masks:
+        loss, grads, state = loss_and_grads(drop_weights(params, weight_masks), inputs, targets, h0, masks=masks)
+        _mask_grads(grads, weight_masks)
+        return loss, grads, state
     xp = xp_of(params["V"])
     inputs, targets = xp.asarray(inputs), xp.asarray(targets)
     B = inputs.shape[0]
@@ -414,10 +461,14 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
 
 def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
-                   masks: Sequence[Any] | None = None) -> tuple[float, dict[str, Any], Any]:
+                   masks: Sequence[Any] | None = None,
+                   weight_masks: Mapping[str, Any] | None = None) -> tuple[float, dict[str, Any], Any]:
     """Like loss_and_grads but returns dL/dh0 (same layout as the state) instead of the final state."""
-    loss, cache = forward(params, inputs, targets, h0, masks=masks)
-    return (loss, *backward(params, cache))
+    dropped = drop_weights(params, weight_masks)
+    loss, cache = forward(dropped, inputs, targets, h0, masks=masks)
+    grads, dh0 = backward(dropped, cache)
+    _mask_grads(grads, weight_masks)
+    return loss, grads, dh0
 
 
 def dims(params: Mapping[str, Any]) -> tuple[int, int]:

@@ -279,9 +279,11 @@ class Trainer:
     def train_step(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """One optimizer step on a (B, T) batch; returns its loss (nats/char)."""
         cfg = self.cfg
-        if cfg.dropout > 0:
-            loss, grads, h_last = stack.loss_and_grads(self.params, inputs, targets, self.h,
-                                                       masks=self.dropout_masks(*np.shape(inputs)))
+        if cfg.dropout > 0 or cfg.weight_drop > 0:
+            loss, grads, h_last = stack.loss_and_grads(
+                self.params, inputs, targets, self.h,
+                masks=self.dropout_masks(*np.shape(inputs)) if cfg.dropout > 0 else None,
+                weight_masks=self.weight_masks() if cfg.weight_drop > 0 else None)
         else:
             loss, grads, h_last = model.loss_and_grads(self.params, inputs, targets, self.h)
         if not math.isfinite(loss):
@@ -318,6 +320,12 @@ class Trainer:
         masks = stack.dropout_masks(rng, self.cfg.dropout, L, T, B, H, np.dtype(self.cfg.dtype),
                                     locked=self.cfg.locked_dropout)
         return [self.xp.asarray(m) for m in masks]
+
+    def weight_masks(self) -> dict[str, Any]:
+        """This step's weight-drop masks (--weight-drop), from a generator seeded by (seed, 5, step)."""
+        rng = np.random.default_rng([self.cfg.seed, 5, self.step])
+        masks = stack.weight_drop_masks(rng, self.cfg.weight_drop, self.params)   # reads shapes and dtypes only
+        return {k: self.xp.asarray(m) for k, m in masks.items()}
 
     def validate(self) -> float:
         """Mean loss (nats/char) over the whole validation split, h carried through it.
