@@ -37,8 +37,15 @@ def load_layer(mod: torch.nn.Module, params: dict, pre: str, cell: str, index: i
             getattr(mod, f"{name}_l{index}").copy_(torch.from_numpy(np.ascontiguousarray(arr)))
 
 
+TORCH_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
 def torch_grads_to_ours(mod: torch.nn.Module, pre: str, cell: str, index: int = 0) -> dict[str, np.ndarray]:
-    g = {n: getattr(mod, f"{n}_l{index}").grad.numpy() for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    return grads_to_ours({n: getattr(mod, f"{n}_l{index}").grad.numpy() for n in TORCH_NAMES}, pre, cell)
+
+
+def grads_to_ours(g: dict[str, np.ndarray], pre: str, cell: str) -> dict[str, np.ndarray]:
+    """One torch layer's gradients, keyed weight_ih, weight_hh, bias_ih, bias_hh, as ours of layer `pre`."""
     if cell == "lstm":
         return {pre + "U": lstm_rows(g["weight_ih"]), pre + "W": lstm_rows(g["weight_hh"]),
                 pre + "b": lstm_rows(g["bias_ih"])}

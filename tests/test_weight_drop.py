@@ -12,7 +12,8 @@ from charnn import gradcheck, model, stack, train
 from charnn.config import Config, ConfigError
 from clihelp import assert_user_error, charnn, write_corpus
 from test_cells import random_stack
-from test_cells_torch import TORCH, lstm_rows, setup, state_grad, torch_head, torch_state, torch_weights
+from test_cells_torch import (TORCH, TORCH_NAMES, grads_to_ours, lstm_rows, setup, state_grad, torch_head,
+                              torch_state, torch_weights)
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -107,11 +108,7 @@ def test_parity_with_torch_weight_hh_times_the_same_mask(cell, layers):
     assert loss == pytest.approx(loss_t.item(), abs=1e-12)
     want = {"V": Vt.grad.numpy(), "c": ct.grad.numpy()}
     for l, w in enumerate(leaves):
-        g = {n: w[f"{n}_l0"].grad.numpy() for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
-        pre = f"L{l}."
-        want.update({pre + "U": order(g["weight_ih"]), pre + "W": order(g["weight_hh"]), pre + "b": order(g["bias_ih"])})
-        if cell == "gru":
-            want[pre + "bn"] = g["bias_hh"][2 * H:]
+        want.update(grads_to_ours({n: w[f"{n}_l0"].grad.numpy() for n in TORCH_NAMES}, f"L{l}.", cell))
     assert set(want) == set(grads)
     for k in want:
         np.testing.assert_allclose(grads[k], want[k], atol=1e-11, err_msg=k)
@@ -152,8 +149,7 @@ def test_the_trainer_draws_one_mask_per_step_and_resumes_exactly(tmp_path):
 
 
 def test_trainer_masks_follow_the_step():
-    corpus_cfg = small_cfg()
-    trainer = train.Trainer(corpus_cfg, train.Corpus.from_text(TEXT), progress=False, log=None)
+    trainer = train.Trainer(small_cfg(), train.Corpus.from_text(TEXT), progress=False, log=None)
     first = trainer.weight_masks()
     assert set(first) == {"L0.W", "L1.W"}
     again = trainer.weight_masks()

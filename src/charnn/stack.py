@@ -183,13 +183,19 @@ def dropout_masks(rng: np.random.Generator, p: float, layers: int, T: int, B: in
         return [np.ones((T, B, H), dtype=dtype) for _ in range(layers)]
     out = []
     for _ in range(layers):
-        m = rng.random((1 if locked else T, B, H), dtype=np.float32 if dtype == np.float32 else np.float64)
-        m -= p
-        np.ceil(m, out=m)                        # 1 where u > p, ±0 elsewhere
-        m *= 1.0 / (1.0 - p)
-        m = m.astype(dtype, copy=False)
+        m = _inverted_mask(rng, p, (1 if locked else T, B, H), dtype)
         out.append(np.broadcast_to(m, (T, B, H)) if locked else m)
     return out
+
+
+def _inverted_mask(rng: np.random.Generator, p: float, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """One array of `shape`: 0 w.p. p, else 1/(1−p), drawn as ceil(u − p) / (1 − p) from u ~ U[0, 1)."""
+    dtype = np.dtype(dtype)
+    m = rng.random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+    m -= p
+    np.ceil(m, out=m)                            # 1 where u > p, ±0 elsewhere
+    m *= 1.0 / (1.0 - p)
+    return m.astype(dtype, copy=False)
 
 
 def weight_drop_masks(rng: np.random.Generator, p: float, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -203,15 +209,8 @@ def weight_drop_masks(rng: np.random.Generator, p: float, params: Mapping[str, A
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"weight drop must be in [0, 1), got {p}")
-    out = {}
-    for pre in prefixes(params):
-        W = params[pre + "W"]
-        m = rng.random(W.shape, dtype=np.float32 if W.dtype == np.float32 else np.float64)
-        m -= p
-        np.ceil(m, out=m)                        # 1 where u > p, ±0 elsewhere (as dropout_masks)
-        m *= 1.0 / (1.0 - p)
-        out[pre + "W"] = m
-    return out
+    return {pre + "W": _inverted_mask(rng, p, params[pre + "W"].shape, params[pre + "W"].dtype)
+            for pre in prefixes(params)}
 
 
 def drop_weights(params: Mapping[str, Any], weight_masks: Mapping[str, Any] | None) -> Mapping[str, Any]:
