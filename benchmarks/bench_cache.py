@@ -1,4 +1,4 @@
-"""The continuous cache (charnn.neural_cache) on a trained checkpoint: tuned on training text, scored on validation.
+"""The continuous cache (charnn.eval.cache) on a trained checkpoint: tuned on training text, scored on validation.
 
 The cache's three settings — window K, sharpness θ, weight λ — are chosen on the last
 `--tune-chars` characters of the *training* split (text the model was trained on, so the choice
@@ -6,8 +6,8 @@ leans towards a small λ; no validation character is used for it), then the vali
 scored once with that choice, exactly (batch 1, one pass, state carried). For information the
 same grid is also scored on the validation split; that row is marked as an oracle, not a result.
 
-    python benchmarks/bench_cache.py benchmarks/results/quality/s3/charnn/checkpoints/best.safetensors
-    python benchmarks/bench_cache.py --params benchmarks/results/quality/s3-twin/pytorch/best-params.safetensors
+    python benchmarks/bench_cache.py RUN_DIR/charnn/checkpoints/best.safetensors --json benchmarks/results/cache/gru-2x1024.json
+    python benchmarks/bench_cache.py --params RUN_DIR/pytorch/best-params.safetensors --json benchmarks/results/cache/pytorch-twin.json
 Writes --json (default: next to the checkpoint's run folder, cache.json) and prints a table. --params
 takes bare weights in charnn's layout (the PyTorch twin's best weights as bench_quality.py saves
 them) and the embedded corpus with the 0.9 split.
@@ -27,8 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from charnn import checkpoint, neural_cache, stack  # noqa: E402
-from charnn.corpus import Corpus  # noqa: E402
+from charnn.train import checkpoint  # noqa: E402
+from charnn.eval import cache as neural_cache  # noqa: E402
+from charnn import model as stack  # noqa: E402
+from charnn.data.corpus import Corpus  # noqa: E402
 
 SIZES = [2_000, 10_000]
 THETAS = [5.0, 10.0, 20.0, 40.0, 80.0]

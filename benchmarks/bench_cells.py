@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from charnn import stack  # noqa: E402
-from charnn.optim import Adam, clip_by_value  # noqa: E402
+from charnn import model as stack  # noqa: E402
+from charnn.train.optim import Adam, clip_by_value  # noqa: E402
 
 VOCAB = 65
 

@@ -3,8 +3,8 @@
 Runs, one after the other on the same machine, each for the same training wall-clock budget:
 
   charnn   `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`;
-           a 2-layer GRU of 1024 units with locked dropout 0.5, weight decay, random offsets and name swapping)
-  pytorch  the PyTorch twin of the issue: nn.LSTM 2×512, dropout 0.2 (between the layers and before
+           a 2-layer GRU of 1024 units; what each setting does is written in the preset)
+  pytorch  the PyTorch twin: nn.LSTM 2×512, dropout 0.2 (between the layers and before
            the output layer), Adam 2e-3 with cosine decay, B=64, T=100, random windows of the train
            split from a zero state, global-norm clipping at 5
   rnn      charnn's vanilla (seed) RNN cell, H=512, B=32, Adam 2e-3 cosine: the best-figure row for the RNN
@@ -15,11 +15,12 @@ the training minutes and ends when the budget does (--no-fit keeps the preset's 
 few timed steps first only space the evaluations. The twin times a few steps and sets its step
 count from them (torch's scheduler counts steps). Validation is the whole 10%
 split with the state carried, read as 32 parallel streams with a 500-character warm-up each
-(`charnn.stack.evaluate` / `charnn.stack.stream_layout`, the same layout for the PyTorch model),
+(`charnn.nn.reader.evaluate` / `charnn.nn.reader.stream_layout`, the same layout for the PyTorch model),
 every 1/12 of the run; at the end the best checkpoint of each run is also scored exactly at
 batch 1 in one pass.
 
     python benchmarks/bench_quality.py --minutes 30                  # the full measurement (~1.7 h)
+    python benchmarks/bench_quality.py --minutes 30 --runs charnn --out benchmarks/results/quality/best-cpu
     python benchmarks/bench_quality.py --minutes 1 --runs charnn     # smoke test
 Writes OUT/quality.json (curves and metadata), OUT/quality.png (the plot) and prints a table.
 """
@@ -43,10 +44,12 @@ from threadpoolctl import threadpool_info
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from charnn import calibrate, checkpoint, model, stack, train  # noqa: E402
-from charnn.config import Config  # noqa: E402
-from charnn.corpus import Corpus  # noqa: E402
-from charnn.optim import clip_by_global_norm, clip_by_value, make_optimizer  # noqa: E402
+from charnn.eval import calibrate  # noqa: E402
+from charnn.train import checkpoint  # noqa: E402
+from charnn import model, model as stack, train  # noqa: E402
+from charnn.train.config import Config  # noqa: E402
+from charnn.data.corpus import Corpus  # noqa: E402
+from charnn.train.optim import clip_by_global_norm, clip_by_value, make_optimizer  # noqa: E402
 
 STREAMS, BURN_IN = 32, 500
 N_EVALS = 12                       # validations per run (--evals)
@@ -148,7 +151,7 @@ def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path
     best = checkpoint.load(out / name / "checkpoints" / "best.safetensors")
     _, val_ids = corpus.split(cfg.train_fraction)
     # The network as evaluated and sampled: with a held-out text (calibration_fraction), V and c divided by
-    # the temperature fitted on it (charnn.calibrate); the loss at temperature 1 is kept beside it.
+    # the temperature fitted on it (charnn.eval.calibrate); the loss at temperature 1 is kept beside it.
     extra = {}
     if best.temperature != 1.0:
         exact, plain = calibrate.mean_nll(best.params, val_ids, [best.temperature, 1.0])   # one pass, batch 1

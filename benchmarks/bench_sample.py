@@ -1,7 +1,7 @@
 """Sampling throughput at batch 1: charnn.model.generate against a PyTorch generation loop.
 
 H=256, V=65, float32, temperature 1.5, one stream. charnn runs its default path (the compiled
-loop of charnn.kernels when numba is available) and its pure-NumPy fallback (CHARNN_NO_NUMBA=1);
+loop of charnn.nn.kernels when numba is available) and its pure-NumPy fallback (CHARNN_NO_NUMBA=1);
 PyTorch runs the usual loop: nn.RNN + nn.Linear one step at a time under no_grad, softmax and
 torch.multinomial. They alternate, several repetitions; medians and ratios are printed.
 
@@ -20,7 +20,8 @@ import threadpoolctl
 import torch
 import torch.nn.functional as F
 
-from charnn import kernels, model
+from charnn.nn import kernels
+from charnn import model
 
 H, V, TEMPERATURE = 256, 65, 1.5
 

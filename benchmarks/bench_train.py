@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from charnn import data, model
-from charnn.optim import Adam, clip_by_value
+from charnn.train.optim import Adam, clip_by_value
 
 H, T, LR, CLIP = 256, 100, 5e-3, 5.0
 

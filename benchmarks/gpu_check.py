@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU check of charnn's CUDA path (issue 7), one script for one short device session (< 5 min).
+"""GPU check of charnn's CUDA path: parity, training, speed and sampling in one short run (< 5 min).
 
   1. parity: loss, every gradient and h_T of the fused kernels (float32) against the NumPy
      float64 engine on random inputs, ‖Δ‖/‖ref‖ < 1e-4, TF32 off; the plain CuPy port too
@@ -181,7 +181,7 @@ def corpus_batches(B: int, T: int):
 
 def cpu_curve(batches, Vs, steps, dtype):
     from charnn import model
-    from charnn.optim import Adam, clip_by_value
+    from charnn.train.optim import Adam, clip_by_value
     p = model.init_params(Vs, H, seed=42, dtype=dtype)
     opt, h, out = Adam(5e-3), None, []
     for k in range(steps):
@@ -215,7 +215,7 @@ def training(steps: int = STEPS, B: int = TRAIN_B):
     import cupy as cp
     from charnn import model
     from charnn.backend import cuda
-    from charnn.optim import Adam, clip_by_value
+    from charnn.train.optim import Adam, clip_by_value
     vocab, batches = corpus_batches(B, T_LEN)
     Vs = len(vocab)
     # the fused trainer (what is timed below)
@@ -275,7 +275,8 @@ def training(steps: int = STEPS, B: int = TRAIN_B):
 
 @phase("train_cli")
 def train_cli():
-    from charnn import checkpoint, cli
+    from charnn.train import checkpoint
+    from charnn import cli
     from charnn.data import default_corpus_path
     with tempfile.TemporaryDirectory() as d:
         corpus = Path(d) / "c.txt"
@@ -356,7 +357,7 @@ def speed():
     import cupy as cp
     from charnn import model
     from charnn.backend import cuda
-    from charnn.optim import Adam, clip_by_value
+    from charnn.train.optim import Adam, clip_by_value
     out = {}
     for B in (128, 1024):
         chars = B * T_LEN

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Targeted rerun of gpu_check's failing parity case (B=37, T=13, H=128, V=50; 2026-11-26 rerun).
+"""gpu_check's parity case B=37, T=13, H=128, V=50 over many seeds: sharded reference and both kernels.
 
 For several seeds: the NumPy float64 reference sharded over threads (as gpu_check computes it on
 the 16-core device host) against the same reference single-threaded, and the fused kernels

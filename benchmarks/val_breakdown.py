@@ -15,8 +15,8 @@ after the first (what a network that can copy a name it has read would predict w
 prediction of a word's first character is counted with the word. It prints the table and a counterfactual: the loss the model
 would have if every unseen-word character cost what a seen-word character costs on average.
 
-    python benchmarks/val_breakdown.py benchmarks/results/quality/s3-gru1024/charnn/checkpoints/best.safetensors
-    python benchmarks/val_breakdown.py --params benchmarks/results/quality/s3-twin/pytorch/best-params.safetensors
+    python benchmarks/val_breakdown.py RUN_DIR/charnn/checkpoints/best.safetensors --json benchmarks/results/breakdown/validation-loss.json
+    python benchmarks/val_breakdown.py --params RUN_DIR/pytorch/best-params.safetensors
 """
 from __future__ import annotations
 
@@ -31,16 +31,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from charnn import checkpoint, stack, textstats  # noqa: E402
+from charnn.train import checkpoint  # noqa: E402
+from charnn import model as stack  # noqa: E402
+from charnn.reproduce import textstats  # noqa: E402
 from charnn.augment import HEADING_RE  # noqa: E402
-from charnn.corpus import Corpus  # noqa: E402
+from charnn.data.corpus import Corpus  # noqa: E402
 
 CLASSES = ("unseen word, 1st", "unseen word, later", "seen word", "other")
 
 
 def per_char_nll(params, ids: np.ndarray, chunk: int = 1000) -> np.ndarray:
     """−log ŷ of ids[1:], read in one pass from a zero state (what stack.evaluate sums)."""
-    s = stack._internal_state(params, None, 1)
+    s = stack.internal_state(params, None, 1)
     out = np.empty(len(ids) - 1)
     for i in range(0, len(ids) - 1, chunk):
         e = min(i + chunk, len(ids) - 1)

@@ -1,6 +1,7 @@
 """Shared fixtures: small random RNN problems (parameters, a batch, an initial state)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -8,6 +9,16 @@ import numpy as np
 import pytest
 
 from charnn import model
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Numba's kernel cache goes under pytest's temporary root, not beside the installed source:
+    tests write only there. Set before any test imports numba; CLI subprocesses inherit it."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        from _pytest.tmpdir import TempPathFactory
+
+        root = TempPathFactory.from_config(config, _ispytest=True).getbasetemp()
+        os.environ["NUMBA_CACHE_DIR"] = str(root / "numba-cache")
 
 
 @dataclass

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import charnn
+from charnn.nn import parallel
 from charnn import backend, model
 from charnn.backend import cuda_src
 from charnn.backend.cuda_src import SPLITS, Layout, pick_layout, source, split_ok
@@ -250,11 +251,11 @@ def test_sharded_reference_when_one_pool_thread_runs_several_shards(monkeypatch)
     p = model.init_params(Vs, Hs, seed=7, dtype=np.float64)
     x, y = rng.integers(0, Vs, (B, T)), rng.integers(0, Vs, (B, T))
     h0 = rng.uniform(-0.5, 0.5, (B, Hs))
-    monkeypatch.setattr(model, "_num_shards", lambda xp, B: 1)
+    monkeypatch.setattr(parallel, "num_shards", lambda xp, B: 1)
     loss1, g1, h1 = model.loss_and_grads(p, x, y, h0)
     pool = ThreadPoolExecutor(max_workers=1)              # shards 1, 2, 3 all run in this one thread
-    monkeypatch.setattr(model, "_num_shards", lambda xp, B: 4)
-    monkeypatch.setattr(model, "_executor", lambda workers: pool)
+    monkeypatch.setattr(parallel, "num_shards", lambda xp, B: 4)
+    monkeypatch.setattr(parallel, "executor", lambda workers: pool)
     try:
         loss4, g4, h4 = model.loss_and_grads(p, x, y, h0)
     finally:

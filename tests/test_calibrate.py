@@ -1,4 +1,4 @@
-"""Temperature calibration (charnn.calibrate): the fit, the calibrated network, and the held-out text."""
+"""Temperature calibration (charnn.eval.calibrate): the fit, the calibrated network, and the held-out text."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from charnn import calibrate, checkpoint, model, stack
-from charnn.config import Config, ConfigError
-from charnn.corpus import Corpus
+from charnn.eval import calibrate
+from charnn.train import checkpoint
+from charnn import model, model as stack
+from charnn.train.config import Config, ConfigError
+from charnn.data.corpus import Corpus
 from charnn.data import DataError, default_corpus_path, hold_out
-from charnn.evaluate import evaluate_checkpoint
+from charnn.apps.evaluate import evaluate_checkpoint
 from charnn.train import train
 
 from ckcraft import cli

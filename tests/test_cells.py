@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charnn import gradcheck, model, stack
+from charnn.eval import gradcheck
+from charnn import model, model as stack
 
 CELLS = ("rnn", "lstm", "gru")
 V, H, B, T = 7, 5, 3, 6
@@ -165,7 +166,7 @@ def test_float32_matches_float64(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_training_reduces_loss(cell):
-    from charnn.optim import Adam
+    from charnn.train.optim import Adam
 
     rng = np.random.default_rng(0)
     text = np.tile(np.array([0, 1, 2, 3, 4, 5, 6, 2, 4]), 40)
@@ -183,8 +184,8 @@ def test_training_reduces_loss(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_stack_batch_shards_equal_one_pass(monkeypatch, cell):
-    """Shards in threads (charnn.parallel) give the loss, gradients and final state of one pass."""
-    from charnn import parallel
+    """Shards in threads (charnn.nn.parallel) give the loss, gradients and final state of one pass."""
+    from charnn.nn import parallel
     params = stack.init_params(17, 12, seed=5, dtype=np.float64, cell=cell, layers=2)
     rng = np.random.default_rng(6)
     B, T = 37, 9

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from charnn import stack
+from charnn import model as stack
 
 V, H, B, T = 7, 6, 3, 5
 CELLS = ("rnn", "lstm", "gru")
@@ -94,7 +94,7 @@ def test_parity_with_torch_stack(cell, layers):
     p, s0, x, y, _ = setup(cell, layers, seed=layers)
     mod = TORCH[cell](V, H, num_layers=layers).double()
     for l in range(layers):
-        load_layer(mod, p, f"L{l}.", cell, index=l)
+        load_layer(mod, p, stack.prefixes(p)[l], cell, index=l)
     st = torch_state(cell, s0)
     onehot = torch.nn.functional.one_hot(torch.from_numpy(x.T), V).double()
     out, stT = mod(onehot, st)
@@ -106,7 +106,7 @@ def test_parity_with_torch_stack(cell, layers):
     assert loss == pytest.approx(loss_t.item(), abs=1e-12)
     want = {"V": Vt.grad.numpy(), "c": ct.grad.numpy()}
     for l in range(layers):
-        want.update(torch_grads_to_ours(mod, f"L{l}.", cell, index=l))
+        want.update(torch_grads_to_ours(mod, stack.prefixes(p)[l], cell, index=l))
     assert set(want) == set(grads)
     for k in want:
         np.testing.assert_allclose(grads[k], want[k], atol=1e-11, err_msg=k)
@@ -125,7 +125,7 @@ def test_parity_with_torch_dropout_fixed_mask(cell, layers):
     inp = torch.nn.functional.one_hot(torch.from_numpy(x.T), V).double()
     for l in range(layers):
         mod = TORCH[cell](V if l == 0 else H, H).double()
-        load_layer(mod, p, f"L{l}.", cell)
+        load_layer(mod, p, stack.prefixes(p)[l], cell)
         st = torch_state(cell, s0, slice(l, l + 1))
         out, _ = mod(inp, st)
         inp = out * torch.from_numpy(masks[l])
@@ -138,7 +138,7 @@ def test_parity_with_torch_dropout_fixed_mask(cell, layers):
     assert loss == pytest.approx(loss_t.item(), abs=1e-12)
     want = {"V": Vt.grad.numpy(), "c": ct.grad.numpy()}
     for l, mod in enumerate(mods):
-        want.update(torch_grads_to_ours(mod, f"L{l}.", cell))
+        want.update(torch_grads_to_ours(mod, stack.prefixes(p)[l], cell))
     for k in want:
         np.testing.assert_allclose(grads[k], want[k], atol=1e-11, err_msg=k)
     want_ds0 = np.concatenate([state_grad(cell, st) for st in states], axis=0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charnn import checkpoint, train
-from charnn.config import Config
+from charnn.train import checkpoint
+from charnn import train
+from charnn.train.config import Config
 from charnn.sample import generate_text
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
@@ -59,7 +60,7 @@ def test_cli_gradcheck_lstm_two_layers(capsys):
 
 
 def test_cli_gradcheck_fails_on_a_wrong_gradient(capsys, monkeypatch):
-    from charnn import cells
+    from charnn.nn import cells
     from charnn.cli import main
 
     real = cells.gru_backward

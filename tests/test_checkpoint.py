@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
-from charnn import checkpoint, model
-from charnn.checkpoint import Checkpoint, CheckpointError
-from charnn.config import Config
-from charnn.optim import Adam
-from charnn.vocab import Vocab
+from charnn.train import checkpoint
+from charnn import model
+from charnn.train.checkpoint import Checkpoint, CheckpointError
+from charnn.train.config import Config
+from charnn.train.optim import Adam
+from charnn.data.vocab import Vocab
 
 
 def make_ckpt(dtype: str = "float64", optimizer: str = "adam", momentum: float = 0.0) -> Checkpoint:

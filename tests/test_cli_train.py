@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import checkpoint
-from charnn.config import Config
+from charnn.train import checkpoint
+from charnn.train.config import Config
 
 from clihelp import SMALL, assert_user_error, charnn, charnn_subprocess, metrics, write_corpus
 

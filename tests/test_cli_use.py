@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from charnn import checkpoint
+from charnn.train import checkpoint
 from charnn.data import split
-from charnn.vocab import Vocab
+from charnn.data.vocab import Vocab
 
 from clihelp import SMALL, assert_user_error, charnn, charnn_subprocess, metrics, write_corpus
 

@@ -1,4 +1,4 @@
-"""The one-way dependency order: cli -> experiments/train/sample -> model/optim/data -> backend."""
+"""The one-way dependency order: cli -> apps, reproduce -> train -> eval -> model -> nn -> data -> backend."""
 import ast
 from pathlib import Path
 
@@ -6,42 +6,22 @@ import charnn
 
 PKG = Path(charnn.__file__).parent
 
-# Lower number = lower layer. A module may import only modules of a strictly lower layer
-# (or modules of the same layer listed in SAME_LAYER_OK).
+# Lower number = lower layer. A package (or top-level module) may import only from strictly lower
+# layers; modules inside one package may import each other.
 LAYER = {
-    "backend": 0,
-    "config": 0,
-    "workspace": 0.5,  # work buffers kept between training steps (cells, stack)
-    "vocab": 1,
-    "cells": 1,      # LSTM/GRU/RNN cell forward/backward pairs (issue 9)
-    "schedule": 1,   # learning-rate schedules
-    "kernels": 0.5,    # optional compiled (numba) kernels for the fast path; below model
-    "parallel": 1,   # batch shards in threads with single-threaded BLAS (model and stack)
-    "stack": 1.5,    # multi-layer model over any cell; below model, which dispatches to it
-    "data": 2,
-    "augment": 2,    # name swapping: a per-epoch rewrite of the training text (uses vocab)
-    "model": 2,
-    "optim": 2,
-    "neural_cache": 2,  # continuous cache over the model's recent states, for evaluation
-    "calibrate": 2,  # the output temperature fitted on held-out text (used by checkpoint, train, evaluate)
-    "encoded": 2.5,  # large corpora encoded to a file and memory-mapped; uses data, used by corpus
-    "gradcheck": 3,
-    "reference": 3,
-    "checkpoint": 3,
-    "runlock": 3,    # one training session per run folder (flock)
-    "corpus": 3,
-    "metrics": 3,
-    "textstats": 3,
-    "sample": 3,     # text generation only (train samples at epoch ends); loading is the CLI's job
-    "train": 4,
-    "evaluate": 4,
-    "experiments": 5,
-    "report": 6,
+    "_blas": 0,      # picks OpenBLAS's kernels before NumPy loads
+    "backend": 0,    # NumPy or CuPy; the fused CUDA kernels
+    "data": 1,       # text in: files, vocabulary, encoded corpus, batches
+    "nn": 2,         # the network's parts: parameters, cells, layers, fast path, reader, generation, kernels
+    "model": 3,      # the one model API over nn
+    "sample": 3.5,   # text from a model: prompt in, characters out
+    "eval": 4,       # calibration, the neural cache, gradient checks
+    "train": 5,      # configuration, optimizers, schedules, the trainer, run folders, checkpoints
+    "apps": 6,       # what the command line runs on a trained model
+    "reproduce": 6,  # the seed's experiments and their report
     "cli": 7,
 }
-ENGINE = {"backend", "config", "vocab", "data", "model", "optim", "gradcheck", "reference",
-          "cells", "stack", "schedule", "kernels", "encoded", "workspace", "neural_cache", "augment",
-          "calibrate"}
+ENGINE = {"_blas", "backend", "data", "nn", "model", "sample", "eval"}
 NOT_IN_ENGINE = {"matplotlib", "tqdm", "rich", "argparse", "charnn.cli"}
 
 
@@ -80,7 +60,7 @@ def external_imports(path: Path) -> set[str]:
 
 
 def modules():
-    """(layer name, file) of every source file; a subpackage's files (backend/) carry its name."""
+    """(layer name, file) of every source file: a subpackage's files carry the subpackage's name."""
     for f in sorted(PKG.glob("*.py")):
         if f.stem != "__init__":
             yield f.stem, f
@@ -113,3 +93,15 @@ def test_only_backend_imports_cupy():
     for name, f in modules():
         if name != "backend":
             assert "cupy" not in external_imports(f) and "cupyx" not in external_imports(f), name
+
+
+def test_engine_never_imports_the_layers_above_it():
+    above = {name for name, layer in LAYER.items() if layer >= LAYER["train"]}
+    for name, f in modules():
+        if name in ENGINE:
+            assert not (charnn_imports(f) & above), (f.name, charnn_imports(f) & above)
+
+
+def test_the_layering_test_sees_the_subpackages():
+    names = {name for name, _ in modules()}
+    assert {"nn", "data", "train", "eval", "apps", "reproduce", "model", "cli"} <= names

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from charnn import corpus as corpus_mod
-from charnn import data, encoded
-from charnn.vocab import Vocab, VocabError
+from charnn.data import corpus as corpus_mod
+from charnn import data
+from charnn.data import encoded
+from charnn.data.vocab import Vocab, VocabError
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from charnn import cli, experiments, report, textstats
+from charnn import cli
+from charnn.reproduce import experiments, report, textstats
 from charnn.data import load_text
 
 CLAIMS_PER_SECTION = {"overfit": 1, "optimizers": 2, "lr": 2, "temperature": 2, "analyze": 3}

@@ -10,7 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from charnn import checkpoint, cli, experiments, report, stack
+from charnn.train import checkpoint
+from charnn import cli, model as stack
+from charnn.reproduce import experiments, report
 
 TINY = replace(experiments.QUICK, name="tiny", hidden_size=16, overfit_hidden_size=32, max_len=20,
                corpus_chars=20_000, max_steps=60, eval_every=0, log_every=5, overfit_max_steps=60,

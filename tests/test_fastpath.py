@@ -1,12 +1,15 @@
-"""The fast engine (charnn.model) against the plain per-step reference, and its compiled kernel
-against its NumPy fallback. Correctness only: no timing thresholds here (see benchmarks/)."""
+"""The seed model's fast path (charnn.nn.fast_rnn, chosen by charnn.model.loss_and_grads) against the
+plain per-step reference and the generic network path, and the compiled generation loop against its
+NumPy fallback. Correctness only: no timing thresholds here (see benchmarks/)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from charnn import kernels, model
-from charnn.reference import reference_loss_and_grads
+from charnn import model
+from charnn.nn import fast_rnn, kernels, network, parallel
+from charnn.nn import generate as gen
+from reference import reference_loss_and_grads
 
 SHAPES = [  # (V, H, B, T)
     (5, 3, 1, 1),
@@ -35,7 +38,7 @@ def kernel_mode(monkeypatch):
     def use(mode):
         if mode == "kernel":
             monkeypatch.delenv("CHARNN_NO_NUMBA", raising=False)
-            monkeypatch.setattr(model, "_KERNEL_MIN_CHARS", 0)
+            monkeypatch.setattr(gen, "KERNEL_MIN_CHARS", 0)
             assert kernels.available(), "numba is a runtime dependency: the compiled path must load"
         else:
             monkeypatch.setenv("CHARNN_NO_NUMBA", "1")
@@ -52,6 +55,33 @@ def test_loss_and_grads_equals_reference_float64(make_problem, V, H, B, T):
     assert_matches_reference(p, loss, grads, h_last, dh0)
 
 
+@pytest.mark.parametrize("V,H,B,T", SHAPES)
+def test_fast_path_equals_the_generic_network_path(make_problem, V, H, B, T):
+    """The one place that chooses fast_rnn (model.loss_and_grads) must not change a number."""
+    p = make_problem(V, H, B, T, seed=V + 2 * T)
+    loss, grads, h_last = fast_rnn.loss_and_grads_one(p.params, p.inputs, p.targets, p.h0)
+    ref_loss, cache = network.forward(p.params, p.inputs, p.targets, p.h0)
+    ref_grads, _ = network.backward(p.params, cache)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for k in model.PARAM_NAMES:
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-13, err_msg=k)
+    np.testing.assert_allclose(h_last, cache.state[0, 0], rtol=1e-12, atol=1e-14)
+
+
+def test_model_chooses_the_fast_path_only_for_the_seed_model_without_dropout(make_problem, monkeypatch):
+    calls = []
+    real = fast_rnn.loss_and_grads_one
+    monkeypatch.setattr(fast_rnn, "loss_and_grads_one", lambda *a: calls.append(1) or real(*a))
+    p = make_problem(11, 6, 2, 7, seed=12)
+    model.loss_and_grads(p.params, p.inputs, p.targets, p.h0)
+    assert calls == [1]
+    masks = model.dropout_masks(np.random.default_rng(0), 0.5, 1, 7, 2, 6, np.float64)
+    model.loss_and_grads(p.params, p.inputs, p.targets, p.h0, masks=masks)
+    lstm = model.init_params(11, 6, seed=0, dtype=np.float64, cell="lstm")
+    model.loss_and_grads(lstm, p.inputs, p.targets)
+    assert calls == [1]
+
+
 def test_zero_initial_state_and_saturated_weights(make_problem):
     p = make_problem(9, 5, 2, 12, seed=3, scale=6.0)          # tanh saturates: 1 − h² near 0
     p.h0[...] = 0
@@ -61,27 +91,27 @@ def test_zero_initial_state_and_saturated_weights(make_problem):
 
 def test_public_forward_backward_equal_reference_and_backward_is_repeatable(make_problem):
     p = make_problem(11, 6, 3, 9, seed=1)
-    loss, cache = model.forward(p.params, p.inputs, p.targets, p.h0)
+    loss, cache = fast_rnn.forward(p.params, p.inputs, p.targets, p.h0)
     np.testing.assert_allclose(cache.probs.sum(axis=1), 1.0, rtol=1e-12)
-    g1, d1 = model.backward(p.params, cache)
-    g2, d2 = model.backward(p.params, cache)                  # the cache is not consumed twice
+    g1, d1 = fast_rnn.backward(p.params, cache)
+    g2, d2 = fast_rnn.backward(p.params, cache)                  # the cache is not consumed twice
     assert_matches_reference(p, loss, g1, cache.hs[-1], d1)
     assert_matches_reference(p, loss, g2, cache.hs[-1], d2)
 
 
 def test_backward_from_a_hand_built_cache(make_problem):
     p = make_problem(7, 4, 2, 5, seed=2)
-    loss, cache = model.forward(p.params, p.inputs, p.targets, p.h0)
-    plain = model.Cache(x=np.array(cache.x), y=np.array(cache.y), hs=np.array(cache.hs), probs=np.array(cache.probs))
-    grads, dh0 = model.backward(p.params, plain)
+    loss, cache = fast_rnn.forward(p.params, p.inputs, p.targets, p.h0)
+    plain = fast_rnn.Cache(x=np.array(cache.x), y=np.array(cache.y), hs=np.array(cache.hs), probs=np.array(cache.probs))
+    grads, dh0 = fast_rnn.backward(p.params, plain)
     assert_matches_reference(p, loss, grads, None, dh0)
 
 
 def test_forward_caches_stay_valid_across_calls(make_problem):
     a, b = make_problem(7, 4, 2, 5, seed=4), make_problem(7, 4, 2, 5, seed=5)
-    la, ca = model.forward(a.params, a.inputs, a.targets, a.h0)
-    model.forward(b.params, b.inputs, b.targets, b.h0)       # same shapes: must not overwrite ca
-    ga, _ = model.backward(a.params, ca)
+    la, ca = fast_rnn.forward(a.params, a.inputs, a.targets, a.h0)
+    fast_rnn.forward(b.params, b.inputs, b.targets, b.h0)       # same shapes: must not overwrite ca
+    ga, _ = fast_rnn.backward(a.params, ca)
     assert_matches_reference(a, la, ga)
 
 
@@ -225,20 +255,18 @@ def test_compiled_kernel_float32(kernel_mode):
 def test_kernel_source_runs_as_plain_python():
     """The kernel's Python source is itself correct (what numba compiles), checked uncompiled."""
     params, h, x = gen_problem(2, True, seed=30)
-    R = np.concatenate([params["W"], params["V"]])
-    UTb = params["U"].T + params["b"]
     u = np.random.default_rng(6).random((25, 2))
     out = np.empty((2, 25), dtype=np.int64)
-    hk = h.copy()
-    kernels._generate_py(R, UTb, params["c"], hk, x, True, u, 1.2, 0, False, out)
+    state = h.copy()[None, None]
+    kernels._generate_py(*gen.pack(params), state, x, True, u, 1.2, 0, False, out)
     ref, ref_h = plain_generate(params, h.copy(), x, 25, np.random.default_rng(6), temperature=1.2)
     np.testing.assert_array_equal(out, ref)
-    np.testing.assert_allclose(hk, ref_h, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(state[0, 0], ref_h, rtol=1e-12, atol=1e-13)
 
 
 def test_no_numba_env_var_forces_the_numpy_path(monkeypatch):
     calls = []
-    monkeypatch.setattr(model, "_KERNEL_MIN_CHARS", 0)
+    monkeypatch.setattr(gen, "KERNEL_MIN_CHARS", 0)
     monkeypatch.setattr(kernels, "generate", lambda *a, **k: calls.append(1) or np.zeros((1, 5), np.int64))
     params, h, x = gen_problem(1, True)
     monkeypatch.setenv("CHARNN_NO_NUMBA", "1")
@@ -278,7 +306,7 @@ def test_generate_does_not_modify_the_callers_state():
 
 @pytest.mark.parametrize("shards", [2, 3])
 def test_sharded_batch_equals_reference(make_problem, monkeypatch, shards):
-    monkeypatch.setattr(model, "_num_shards", lambda xp, B: shards)
+    monkeypatch.setattr(parallel, "num_shards", lambda xp, B: shards)
     p = make_problem(13, 8, 7, 11, seed=50 + shards)            # 7 rows: uneven shards
     loss, grads, h_last = model.loss_and_grads(p.params, p.inputs, p.targets, p.h0)
     _, _, dh0 = model.loss_grads_dh0(p.params, p.inputs, p.targets, p.h0)
@@ -290,24 +318,24 @@ def test_sharded_batch_equals_reference(make_problem, monkeypatch, shards):
 
 
 def test_sharding_restores_blas_threads_and_reports_errors(make_problem, monkeypatch):
-    monkeypatch.setattr(model, "_num_shards", lambda xp, B: 2)
-    before = [lc.num_threads for lc in model._blas_controllers()]
+    monkeypatch.setattr(parallel, "num_shards", lambda xp, B: 2)
+    before = [lc.num_threads for lc in parallel.blas_controllers()]
     p = make_problem(13, 8, 6, 5, seed=60)
     bad = p.targets.copy()
     bad[5, 0] = 13                                               # in the second shard
     with pytest.raises(IndexError):
         model.loss_and_grads(p.params, p.inputs, bad, p.h0)
-    assert [lc.num_threads for lc in model._blas_controllers()] == before
+    assert [lc.num_threads for lc in parallel.blas_controllers()] == before
 
 
 def test_shard_count_follows_the_blas_thread_limit():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    assert model._num_shards(np, 4) == 1                         # too few rows to split
+    assert parallel.num_shards(np, 4) == 1                         # too few rows to split
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        assert model._num_shards(np, 128) == 1
+        assert parallel.num_shards(np, 128) == 1
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        threads = min(lc.num_threads for lc in model._blas_controllers())
-        assert model._num_shards(np, 128) == min(threads, 2)
+        threads = min(lc.num_threads for lc in parallel.blas_controllers())
+        assert parallel.num_shards(np, 128) == min(threads, 2)
 
 
 def test_concurrent_callers_restore_blas_threads(make_problem):
@@ -315,11 +343,11 @@ def test_concurrent_callers_restore_blas_threads(make_problem):
     thread counts as they found them, and each gets its own correct result."""
     from concurrent.futures import ThreadPoolExecutor
 
-    before = [lc.num_threads for lc in model._blas_controllers()]
+    before = [lc.num_threads for lc in parallel.blas_controllers()]
     problems = [make_problem(13, 8, 16 + 3 * i, 6, seed=70 + i) for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda p: model.loss_and_grads(p.params, p.inputs, p.targets, p.h0), problems * 3))
-    assert [lc.num_threads for lc in model._blas_controllers()] == before
+    assert [lc.num_threads for lc in parallel.blas_controllers()] == before
     for p, (loss, grads, h_last) in zip(problems * 3, results):
         assert_matches_reference(p, loss, grads, h_last)
 

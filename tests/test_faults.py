@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from charnn import checkpoint, model
-from charnn.checkpoint import PAUSE_ENV
+from charnn.train import checkpoint
+from charnn import model
+from charnn.train.checkpoint import PAUSE_ENV
 
 from ckcraft import TINY, changes, cli, cli_popen, snapshot
 from clihelp import charnn, write_corpus

@@ -1,6 +1,6 @@
 """The hand-written backward pass against finite differences, and the fast model against the plain reference.
 
-1. float64 centred finite differences of every parameter and of h0 (charnn.gradcheck) on random
+1. float64 centred finite differences of every parameter and of h0 (charnn.eval.gradcheck) on random
    small models drawn from the init distribution, shapes varied down to V = H = B = T = 1:
    every max relative error < gradcheck.TOLERANCE (1e-6).
 2. `charnn gradcheck` prints the table (a row per parameter and h0) and exits 0.
@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charnn import cli, gradcheck, model
-from charnn.reference import reference_loss_and_grads
+from charnn import cli, model
+from charnn.eval import gradcheck
+from reference import reference_loss_and_grads
 
 CHECKED = ("W", "U", "V", "b", "c", "h0")
 

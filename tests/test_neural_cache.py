@@ -1,4 +1,4 @@
-"""The continuous cache (charnn.neural_cache) against a literal per-position transcription."""
+"""The continuous cache (charnn.eval.cache) against a literal per-position transcription."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from charnn import neural_cache, stack
+from charnn.eval import cache as neural_cache
+from charnn import model as stack
 
 
 def _model(cell="gru", layers=2, V=7, H=6, seed=0):
@@ -15,7 +16,7 @@ def _model(cell="gru", layers=2, V=7, H=6, seed=0):
 
 def _reference(params, ids, size, theta):
     """One position at a time: states from stack.step, the window searched by a Python loop."""
-    state = stack._internal_state(params, None, 1)
+    state = stack.internal_state(params, None, 1)
     hs, pm = [], []
     for t in range(len(ids) - 1):
         state, logits = stack.step(params, state, np.array([ids[t]]))

@@ -1,11 +1,12 @@
-"""charnn.optim against torch.optim and torch.nn.utils on identical parameters and gradients (float64)."""
+"""charnn.train.optim against torch.optim and torch.nn.utils on identical parameters and gradients (float64)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from charnn import model, optim
+from charnn import model
+from charnn.train import optim
 
 torch.set_num_threads(1)
 

@@ -19,11 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charnn import checkpoint, train
-from charnn.config import Config
-from charnn.corpus import Corpus
+from charnn.train import checkpoint
+from charnn import train
+from charnn.train.config import Config
+from charnn.data.corpus import Corpus
 from charnn.data import DataError, load_text, read_corpus
-from charnn.vocab import Vocab
+from charnn.data.vocab import Vocab
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from charnn import stack, train
-from charnn.config import Config, ConfigError
+from charnn import model as stack, train
+from charnn.train.config import Config, ConfigError
 from clihelp import assert_user_error, charnn, write_corpus
 
 

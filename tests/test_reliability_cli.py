@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from charnn import checkpoint
-from charnn.vocab import Vocab
+from charnn.train import checkpoint
+from charnn.data.vocab import Vocab
 
 from ckcraft import TINY, Proc, changes, cli, join_file, meta_of, snapshot, split_file, with_meta
 from clihelp import charnn, write_corpus

@@ -6,7 +6,7 @@ import pytest
 
 from charnn import model
 from charnn.sample import SampleError, check_options, generate_text, prime
-from charnn.vocab import Vocab, VocabError
+from charnn.data.vocab import Vocab, VocabError
 
 VOCAB = Vocab("abcdefgh ")
 
@@ -22,7 +22,7 @@ def test_prime_reads_all_but_the_last_prompt_char(params):
     ids = VOCAB.encode("abcabd")
     h, x = prime(params, ids, 2)
     _, cache = model.forward(params, ids[None, :-1], ids[None, 1:])
-    assert np.allclose(h, np.repeat(cache.hs[-1], 2, axis=0), atol=1e-14, rtol=0)
+    assert np.allclose(h, np.repeat(cache.state[0, 0], 2, axis=0), atol=1e-14, rtol=0)
     assert x.tolist() == [int(ids[-1])] * 2
     h0, x0 = prime(params, ids[:0], 1)
     assert x0 is None and not h0.any()

@@ -1,10 +1,10 @@
-"""Learning-rate schedules (charnn.schedule) and the config fields of issue 9."""
+"""Learning-rate schedules (charnn.train.schedule) and the config fields of issue 9."""
 import math
 
 import pytest
 
-from charnn.config import Config, ConfigError
-from charnn.schedule import lr_at
+from charnn.train.config import Config, ConfigError
+from charnn.train.schedule import lr_at
 
 
 def test_constant_and_warmup():

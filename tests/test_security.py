@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import charnn
-from charnn import checkpoint
-from charnn.checkpoint import CheckpointError
+from charnn.train import checkpoint
+from charnn.train.checkpoint import CheckpointError
 
 from ckcraft import TINY, changes, cli, join_file, meta_of, snapshot, split_file, with_meta
 from clihelp import charnn as charnn_inprocess, write_corpus
@@ -275,15 +275,20 @@ def test_fuzzed_bytes_load_or_are_a_checkpoint_error(good, tmp_path, data):
         pass
 
 
-def test_numba_never_uses_its_pickle_based_disk_cache():
-    # Numba's cache=True writes and later unpickles index files under __pycache__.
+def test_numba_disk_cache_stays_with_the_compiled_kernels():
+    """Numba's cache=True unpickles its index files from __pycache__ beside the kernels' source: the
+    folder whose .pyc files Python already runs, so it trusts nothing new. It must stay confined to
+    the kernels module and never be pointed at a run folder or any path a user passes."""
     import re
     from pathlib import Path
 
     import charnn
 
     for f in Path(charnn.__file__).parent.rglob("*.py"):
-        assert not re.search(r"cache\s*=\s*True", f.read_text()), f
+        text = f.read_text()
+        if re.search(r"cache\s*=\s*True", text):
+            assert f.name == "kernels.py" and f.parent.name == "nn", f
+        assert "NUMBA_CACHE_DIR" not in text and not re.search(r"cache_dir\s*=", text), f
 
 
 def load_without(good: bytes, tmp_path, key: str):

@@ -1,7 +1,7 @@
 """Exact values of the text statistics on handcrafted strings."""
 import pytest
 
-from charnn import textstats as ts
+from charnn.reproduce import textstats as ts
 
 
 def test_words_keep_inner_apostrophes_and_casefold():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from charnn import model
-from charnn.reference import reference_loss_and_grads
+from reference import reference_loss_and_grads
 
 torch.set_num_threads(1)
 

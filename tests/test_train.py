@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charnn import checkpoint, model
-from charnn.config import Config
+from charnn.train import checkpoint
+from charnn import model
+from charnn.train.config import Config
 from charnn.data import default_corpus_path
 from charnn.train import StopTraining, resume, train
 
@@ -80,7 +81,7 @@ def test_learning_rate_schedule_is_applied_per_step():
     lrs = [r["lr"] for r in res.history]
     assert lrs[0] == pytest.approx(cfg.lr / 5)                   # warm-up: step 0 runs at lr/5
     assert lrs[4] == pytest.approx(cfg.lr) and lrs[-1] < lrs[10] < lrs[5]
-    from charnn.schedule import lr_at
+    from charnn.train.schedule import lr_at
 
     want = [lr_at(r["step"] - 1, cfg.lr, schedule="cosine", warmup_steps=5, total_steps=40, min_lr=1e-4)
             for r in res.history]
@@ -110,8 +111,8 @@ def test_a_time_budget_stops_the_run_and_drives_the_cosine(tmp_path):
 
 
 def test_the_cosine_under_a_time_budget_follows_the_training_clock():
-    from charnn.corpus import Corpus
-    from charnn.schedule import lr_at
+    from charnn.data.corpus import Corpus
+    from charnn.train.schedule import lr_at
     from charnn.train import Trainer
 
     cfg = CFG.replace(max_minutes=10.0, lr_schedule="cosine", warmup_steps=5, min_lr=1e-4)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from charnn import data
 from charnn.data import Batches, DataError, load_text, split
-from charnn.vocab import Vocab, VocabError, index_dtype
+from charnn.data.vocab import Vocab, VocabError, index_dtype
 
 # Any Unicode text (no lone surrogates), weighted so astral characters (emoji, CJK ext., math) show up often.
 ANY_CHAR = st.one_of(st.characters(), st.characters(min_codepoint=0x10000, max_codepoint=0x10FFFF))

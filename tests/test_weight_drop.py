@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from charnn import gradcheck, model, stack, train
-from charnn.config import Config, ConfigError
+from charnn.eval import gradcheck
+from charnn import model, model as stack, train
+from charnn.data.corpus import Corpus
+from charnn.train.config import Config, ConfigError
 from clihelp import assert_user_error, charnn, write_corpus
 from test_cells import random_stack
 from test_cells_torch import (TORCH, TORCH_NAMES, grads_to_ours, lstm_rows, setup, state_grad, torch_head,
@@ -88,15 +90,15 @@ def test_parity_with_torch_weight_hh_times_the_same_mask(cell, layers):
     autograd differentiates through the mask; its gradients of the leaves must equal ours."""
     p, s0, x, y, rng = setup(cell, layers, seed=30 + layers)
     wm = stack.weight_drop_masks(rng, 0.35, p)
-    H = p["L0.W"].shape[1]
+    H = p[stack.prefixes(p)[0] + "W"].shape[1]
     order = lstm_rows if cell == "lstm" else (lambda a: a)
     inp = torch.nn.functional.one_hot(torch.from_numpy(x.T), p["V"].shape[0]).double()
     leaves, states = [], []
     for l in range(layers):
         mod = TORCH[cell](inp.shape[-1], H).double()
         w = {f"{n}_l0": torch.tensor(np.ascontiguousarray(a), requires_grad=True)
-             for n, a in torch_weights(p, f"L{l}.", cell).items()}
-        used = {**w, "weight_hh_l0": w["weight_hh_l0"] * torch.from_numpy(order(wm[f"L{l}.W"]))}
+             for n, a in torch_weights(p, stack.prefixes(p)[l], cell).items()}
+        used = {**w, "weight_hh_l0": w["weight_hh_l0"] * torch.from_numpy(order(wm[stack.prefixes(p)[l] + "W"]))}
         st = torch_state(cell, s0, slice(l, l + 1))
         inp, _ = torch.func.functional_call(mod, used, (inp, st))
         leaves.append(w)
@@ -108,7 +110,7 @@ def test_parity_with_torch_weight_hh_times_the_same_mask(cell, layers):
     assert loss == pytest.approx(loss_t.item(), abs=1e-12)
     want = {"V": Vt.grad.numpy(), "c": ct.grad.numpy()}
     for l, w in enumerate(leaves):
-        want.update(grads_to_ours({n: w[f"{n}_l0"].grad.numpy() for n in TORCH_NAMES}, f"L{l}.", cell))
+        want.update(grads_to_ours({n: w[f"{n}_l0"].grad.numpy() for n in TORCH_NAMES}, stack.prefixes(p)[l], cell))
     assert set(want) == set(grads)
     for k in want:
         np.testing.assert_allclose(grads[k], want[k], atol=1e-11, err_msg=k)
@@ -149,7 +151,7 @@ def test_the_trainer_draws_one_mask_per_step_and_resumes_exactly(tmp_path):
 
 
 def test_trainer_masks_follow_the_step():
-    trainer = train.Trainer(small_cfg(), train.Corpus.from_text(TEXT), progress=False, log=None)
+    trainer = train.Trainer(small_cfg(), Corpus.from_text(TEXT), progress=False, log=None)
     first = trainer.weight_masks()
     assert set(first) == {"L0.W", "L1.W"}
     again = trainer.weight_masks()

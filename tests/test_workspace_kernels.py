@@ -1,11 +1,12 @@
-"""Speed machinery of the stacks must not change results: kept work buffers (charnn.workspace) and
-the compiled LSTM step kernels (charnn.kernels) against the plain NumPy path."""
+"""Speed machinery of the stacks must not change results: kept work buffers (charnn.nn.workspace) and
+the compiled LSTM step kernels (charnn.nn.kernels) against the plain NumPy path."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from charnn import cells, kernels, stack, workspace
+from charnn.nn import cells, kernels, workspace
+from charnn import model as stack
 
 def _lstm_run(dtype, T=12, B=5, H=7, seed=0):
     rng = np.random.default_rng(seed)

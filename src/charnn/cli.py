@@ -25,9 +25,8 @@ class CLIError(Exception):
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
-    from . import gradcheck, model
-
-    from . import stack
+    from . import model
+    from .eval import gradcheck
 
     for flag, v in (("--dropout", args.dropout), ("--weight-drop", args.weight_drop)):
         if not 0.0 <= v < 1.0:     # also refuses nan
@@ -37,12 +36,12 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
                                cell=args.cell, layers=args.layers)
     inputs = rng.integers(0, args.vocab_size, size=(args.batch_size, args.max_len))
     targets = rng.integers(0, args.vocab_size, size=(args.batch_size, args.max_len))
-    h0 = rng.uniform(-0.5, 0.5, size=stack.init_state(params, args.batch_size).shape)
+    h0 = rng.uniform(-0.5, 0.5, size=model.init_state(params, args.batch_size).shape)
     masks = None
     if args.dropout > 0:   # a fixed mask makes the loss a deterministic function of the parameters
-        masks = stack.dropout_masks(rng, args.dropout, args.layers, args.max_len, args.batch_size,
+        masks = model.dropout_masks(rng, args.dropout, args.layers, args.max_len, args.batch_size,
                                     args.hidden_size, np.float64)
-    weight_masks = stack.weight_drop_masks(rng, args.weight_drop, params) if args.weight_drop > 0 else None
+    weight_masks = model.weight_drop_masks(rng, args.weight_drop, params) if args.weight_drop > 0 else None
     max_checks = None if args.all else args.checks
     rows = gradcheck.gradcheck(params, inputs, targets, h0, max_checks=max_checks, seed=args.seed, masks=masks,
                                weight_masks=weight_masks)
@@ -91,13 +90,13 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's doing: one line on stderr, exit status 2."""
     from .backend import BackendError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
     from .data import DataError
-    from .runlock import RunInUseError
+    from .data.vocab import VocabError
     from .sample import SampleError
     from .train import ResumeError, RunDirError
-    from .vocab import VocabError
+    from .train.checkpoint import CheckpointError
+    from .train.config import ConfigError
+    from .train.runlock import RunInUseError
 
     return (CLIError, ConfigError, DataError, VocabError, CheckpointError, SampleError,
             RunDirError, ResumeError, BackendError, RunInUseError)
@@ -154,8 +153,6 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--weight-drop", "weight_drop", _finite_float,
      "DropConnect on the recurrent weights W: one mask per batch, training only [0]"),
     ("--weight-decay", "weight_decay", _finite_float, "Adam: decoupled weight decay of the weight matrices (AdamW) [0]"),
-    ("--name-swap", "name_swap", _finite_float,
-     "each epoch, swap each speaker name of a text segment for a made-up one with this probability [0]"),
     ("--lr-schedule", "lr_schedule", str, "constant, step (×lr-decay every lr-decay-every epochs) or cosine [constant]"),
     ("--warmup-steps", "warmup_steps", _whole, "linear learning-rate warm-up over the first N steps [0]"),
     ("--lr-decay", "lr_decay", _finite_float, "step schedule: decay factor [0.97]"),
@@ -201,8 +198,6 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["locked_dropout"] = True
     if args.random_offset:
         out["random_offset"] = True
-    if args.name_swap_words:
-        out["name_swap_words"] = True
     if args.bytes:
         out["byte_level"] = True
     return out
@@ -210,7 +205,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import train
-    from .config import Config
+    from .train.config import Config
 
     overrides = _train_overrides(args)
     progress = not args.no_progress
@@ -267,9 +262,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="start each epoch's streams at a random rotation of the training text")
     p.add_argument("--locked-dropout", action="store_true",
                    help="one dropout mask per sequence, shared by all its steps (variational dropout)")
-    p.add_argument("--name-swap-words", action="store_true",
-                   help="with --name-swap: draw the made-up names from a smoothed letter model of the text's "
-                        "names and words instead of the names alone")
     p.add_argument("--reset-state", action="store_true",
                    help="start every chunk from h = 0 instead of carrying h across chunks")
     p.add_argument("--bytes", action="store_true",
@@ -280,7 +272,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_checkpoint(path: str):
-    from . import checkpoint
+    from .train import checkpoint
 
     return checkpoint.load(checkpoint.resolve(path))
 
@@ -305,27 +297,54 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     unknown = ckpt.vocab.unknown(prompt)
     if unknown:
         raise CLIError(f"--prompt has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
-    texts = sample.generate_text(ckpt.model_params, ckpt.vocab, prompt, args.length, rng=np.random.default_rng(seed),
-                                 temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy,
-                                 num_samples=args.num_samples)
-    for i, text in enumerate(texts):
-        if args.num_samples > 1:
+    rng = np.random.default_rng(seed)
+    opts = dict(rng=rng, temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy)
+    if args.num_samples > 1:
+        texts = sample.generate_text(ckpt.model_params, ckpt.vocab, prompt, args.length,
+                                     num_samples=args.num_samples, **opts)
+        for i, text in enumerate(texts):
             print(f"--- sample {i + 1}/{args.num_samples} ---")
-        _print_symbols(prompt + text, cfg.byte_level)
+            out = _SymbolWriter(cfg.byte_level)
+            out.write(prompt + text)
+            out.end()
+        return 0
+    # One sample streams: the prompt at once, then each chunk of characters as it is drawn.
+    out = _SymbolWriter(cfg.byte_level)
+    out.write(prompt)
+    for (text,) in sample.stream_text(ckpt.model_params, ckpt.vocab, prompt, args.length, **opts):
+        out.write(text)
+    out.end()
     return 0
 
 
-def _print_symbols(text: str, byte_level: bool) -> None:
-    """Print generated text; a byte-level model's symbols go out as the raw bytes they stand for."""
-    buffer = getattr(sys.stdout, "buffer", None)
-    if not byte_level:
-        print(text)
-    elif buffer is None:   # stdout is a text stream (tests, notebooks): show the bytes decoded where they can be
-        print(text.encode("latin-1").decode("utf-8", "replace"))
-    else:
+class _SymbolWriter:
+    """Writes generated text to stdout as it comes, flushed per chunk. A byte-level model's symbols
+    go out as the raw bytes they stand for (decoded incrementally where stdout is a text stream, so
+    a character split across two chunks still prints whole)."""
+
+    def __init__(self, byte_level: bool):
+        import codecs
+
+        self.byte_level = byte_level
+        self.buffer = getattr(sys.stdout, "buffer", None) if byte_level else None
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write(self, text: str) -> None:
+        if not self.byte_level:
+            sys.stdout.write(text)
+        elif self.buffer is None:   # a text stream (tests, notebooks)
+            sys.stdout.write(self.decoder.decode(text.encode("latin-1")))
+        else:
+            sys.stdout.flush()
+            self.buffer.write(text.encode("latin-1"))
+            self.buffer.flush()
+            return
         sys.stdout.flush()
-        buffer.write(text.encode("latin-1") + b"\n")
-        buffer.flush()
+
+    def end(self) -> None:
+        if self.byte_level and self.buffer is None:
+            sys.stdout.write(self.decoder.decode(b"", final=True))
+        self.write("\n")
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
@@ -347,7 +366,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from . import checkpoint, evaluate, neural_cache
+    from .apps import evaluate
+    from .eval import cache as neural_cache
+    from .train import checkpoint
 
     cache = None
     if args.cache is not None:
@@ -374,7 +395,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from .neural_cache import DEFAULT_LAMBDA, DEFAULT_SIZE, DEFAULT_THETA
+    from .eval.cache import DEFAULT_LAMBDA, DEFAULT_SIZE, DEFAULT_THETA
 
     p = sub.add_parser("eval", help="loss of a checkpoint on the validation split or a given text",
                        description="Mean loss over the whole validation split of the run's corpus (or over "
@@ -395,7 +416,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import checkpoint
+    from .train import checkpoint
 
     path = checkpoint.resolve(args.checkpoint)
     ckpt = checkpoint.load(path)
@@ -436,7 +457,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 # experiment / reproduce (the seed's experiments and the report)
 
 def _experiment_settings(args: argparse.Namespace) -> Any:
-    from . import experiments
+    from .reproduce import experiments
 
     return experiments.settings_for(args.quick, hidden_size=args.hidden_size, epochs=args.epochs,
                                     max_steps=args.max_steps, seed=args.seed, prompt=args.prompt,
@@ -444,7 +465,7 @@ def _experiment_settings(args: argparse.Namespace) -> Any:
 
 
 def _run_experiments(names: Sequence[str], args: argparse.Namespace) -> int:
-    from . import experiments, report
+    from .reproduce import experiments, report
 
     settings = _experiment_settings(args)
     out = Path(args.out)
@@ -468,7 +489,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from . import experiments
+    from .reproduce import experiments
 
     return _run_experiments(list(experiments.NAMES), args)
 
@@ -492,7 +513,7 @@ def _experiment_flags(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
-    from .experiments import NAMES
+    from .reproduce.experiments import NAMES
 
     p = sub.add_parser("experiment", help="run one of the seed's experiments and (re)build the report",
                        description="Run one experiment into DIR/NAME/ (results.json, runs, curves), then rebuild "

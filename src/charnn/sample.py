@@ -3,20 +3,21 @@
     h_0 = 0,  h_t = tanh(W h_{t-1} + U x_t + b)   over the prompt's characters x_1..x_m
     then repeatedly  o = V h + c,  next ~ softmax(o / T)  (or argmax when greedy),  feed it back.
 
-The prompt's last character is the first input of model.generate, so the first generated
-character is predicted from the whole prompt. An empty prompt starts from h = 0 and draws the
-first character from softmax(c / T).
+The prompt's last character is the first input of the generation loop (`charnn.model.Generation`),
+so the first generated character is predicted from the whole prompt. An empty prompt starts from
+h = 0 and draws the first character from softmax(c / T). `stream_text` hands the text out in
+chunks as it is drawn; `generate_text` returns it whole (the same characters for the same rng).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from . import model, stack
+from . import model
 from .backend import xp_of
-from .vocab import Vocab
+from .data.vocab import Vocab
 
 
 class SampleError(ValueError):
@@ -42,13 +43,31 @@ def prime(params: Mapping[str, Any], prompt_ids: np.ndarray, batch: int) -> tupl
     Returns (h (batch, H), x (batch,) ids or None for an empty prompt), ready for model.generate.
     """
     xp = xp_of(params["V"])
-    h = stack.init_state(params, batch)      # (batch, H), or (L, S, batch, H) for stacked models
+    h = model.init_state(params, batch)      # (batch, H), or (L, S, batch, H) for stacked models
     ids = np.asarray(prompt_ids, dtype=np.int64)
     if len(ids) == 0:
         return h, None
     for i in ids[:-1].tolist():
         h, _ = model.step(params, h, xp.full((batch,), i, dtype=np.int64))
     return h, xp.full((batch,), int(ids[-1]), dtype=np.int64)
+
+
+def stream_text(params: Mapping[str, Any], vocab: Vocab, prompt: str, length: int, *,
+                rng: np.random.Generator, temperature: float = 1.0, top_k: int = 0,
+                greedy: bool = False, num_samples: int = 1) -> Iterator[list[str]]:
+    """The continuations of `prompt` chunk by chunk: each item holds the next characters of every sample.
+
+    The first chunk is short, so a caller can show text at once; memory stays bounded for any length.
+    Raises SampleError for bad options and VocabError naming prompt characters outside `vocab`.
+    """
+    check_options(length=length, temperature=temperature, top_k=top_k, num_samples=num_samples)
+    prompt_ids = vocab.encode(prompt)
+    if length == 0:
+        return
+    h, x = prime(params, prompt_ids, num_samples)
+    for ids in model.Generation(params, h, x, length, rng=rng, temperature=temperature, top_k=top_k,
+                                greedy=greedy):
+        yield [vocab.decode(row) for row in ids]
 
 
 def generate_text(params: Mapping[str, Any], vocab: Vocab, prompt: str, length: int, *,
@@ -59,11 +78,14 @@ def generate_text(params: Mapping[str, Any], vocab: Vocab, prompt: str, length: 
     Returns the generated characters only (without the prompt). Same rng state, same text.
     Raises SampleError for bad options and VocabError naming prompt characters outside `vocab`.
     """
-    check_options(length=length, temperature=temperature, top_k=top_k, num_samples=num_samples)
-    prompt_ids = vocab.encode(prompt)
+    texts = [""] * num_samples
+    parts: list[list[str]] = [[] for _ in range(num_samples)]
+    for chunk in stream_text(params, vocab, prompt, length, rng=rng, temperature=temperature, top_k=top_k,
+                             greedy=greedy, num_samples=num_samples):
+        for i, t in enumerate(chunk):
+            parts[i].append(t)
     if length == 0:
-        return [""] * num_samples
-    h, x = prime(params, prompt_ids, num_samples)
-    ids, _ = model.generate(params, h, x, length, rng=rng, temperature=temperature,
-                            top_k=top_k, greedy=greedy)
-    return [vocab.decode(row) for row in ids]
+        check_options(length=length, temperature=temperature, top_k=top_k, num_samples=num_samples)
+        vocab.encode(prompt)
+        return texts
+    return ["".join(p) for p in parts]

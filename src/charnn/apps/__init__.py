@@ -1,0 +1,1 @@
+"""What the command line runs on a trained model: evaluation of a checkpoint on a corpus."""

@@ -1,0 +1,1 @@
+"""The seed's five experiments, the text statistics they compare, and the report with a verdict per claim."""
