@@ -216,10 +216,11 @@ def training(steps: int = STEPS, B: int = TRAIN_B):
     from charnn import model
     from charnn.backend import cuda
     from charnn.train.optim import Adam, clip_by_value
+    from fused_trainer import FusedTrainer
     vocab, batches = corpus_batches(B, T_LEN)
     Vs = len(vocab)
     # the fused trainer (what is timed below)
-    tr = cuda.FusedTrainer(model.init_params(Vs, H, seed=42, dtype=np.float32), B, T_LEN, lr=5e-3, clip=5.0)
+    tr = FusedTrainer(model.init_params(Vs, H, seed=42, dtype=np.float32), B, T_LEN, lr=5e-3, clip=5.0)
     g32, h = [], None
     for k in range(steps):
         x, y = batches.get(k % len(batches))
@@ -358,6 +359,7 @@ def speed():
     from charnn import model
     from charnn.backend import cuda
     from charnn.train.optim import Adam, clip_by_value
+    from fused_trainer import FusedTrainer
     out = {}
     for B in (128, 1024):
         chars = B * T_LEN
@@ -392,7 +394,7 @@ def speed():
         for label, kw, graph in variants:
             try:
                 lay = cuda.choose_layout(H, V_SIZE, B, **kw)
-                tr = cuda.FusedTrainer(p0, B, T_LEN, lr=5e-3, clip=5.0, layout=lay, graph=graph)
+                tr = FusedTrainer(p0, B, T_LEN, lr=5e-3, clip=5.0, layout=lay, graph=graph)
                 ms = time_steps(lambda i: tr.step(xs[i % 4], ys[i % 4]), n=20)
                 rows[label] = {"ms": ms, "chars_per_s": chars / ms * 1e3, "graphs": len(tr.plan._graphs),
                                "layout": str(lay), "finite": bool(np.isfinite(float(tr.step(xs[0], ys[0]))))}

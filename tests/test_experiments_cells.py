@@ -1,4 +1,4 @@
-"""The seed's experiments with the new cells (issue 9): `charnn experiment ... --cell/--layers/--dropout`.
+"""The seed's experiments with the new cells: `charnn experiment ... --cell/--layers/--dropout`.
 
 Real runs, made fast by swapping the --quick settings for tiny ones (hidden 16-32, 20-character
 pairs, a few dozen steps): the flags reach every Config the experiment builds, results.json and

@@ -23,7 +23,6 @@ import pytest
 
 from charnn.train import checkpoint
 from charnn import model
-from charnn.train.checkpoint import PAUSE_ENV
 
 from ckcraft import TINY, changes, cli, cli_popen, snapshot
 from clihelp import charnn, write_corpus
@@ -128,7 +127,7 @@ def test_signal_saves_last_and_says_how_to_resume(tmp_path, corpus, sig):
 
 
 def _start_paused_in_save(tmp_path: Path, corpus: Path) -> tuple:
-    """A training process stopped half-way through overwriting last.safetensors (the test-only hook).
+    """A training process stopped half-way through overwriting last.safetensors (tests/pause_in_save.py).
 
     With --eval-every 3 the saves go: last (step 0, a new file), best (step 3, a new file), then last
     (step 3) over the step-0 file: the hook stops that write half-way.
@@ -136,9 +135,9 @@ def _start_paused_in_save(tmp_path: Path, corpus: Path) -> tuple:
     out, marker, err = tmp_path / "run", tmp_path / "paused", tmp_path / "stderr.txt"
     with open(err, "w") as ferr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "charnn.cli", "train", "--data", str(corpus), "--out", str(out),
-             *TINY, "--eval-every", "3", "--epochs", "100000"],
-            stdout=subprocess.DEVNULL, stderr=ferr, env={**os.environ, PAUSE_ENV: str(marker)})
+            [sys.executable, str(Path(__file__).with_name("pause_in_save.py")), str(marker), "train",
+             "--data", str(corpus), "--out", str(out), *TINY, "--eval-every", "3", "--epochs", "100000"],
+            stdout=subprocess.DEVNULL, stderr=ferr)
     wait_for(marker.exists, proc)
     return proc, out, err
 

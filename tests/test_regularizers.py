@@ -1,4 +1,4 @@
-"""Locked (variational) dropout and decoupled weight decay through the trainer and the CLI (issue 9)."""
+"""Locked (variational) dropout and decoupled weight decay through the trainer and the CLI."""
 from __future__ import annotations
 
 import json

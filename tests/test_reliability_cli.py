@@ -389,4 +389,4 @@ def test_readme_states_the_counts_the_tests_try():
     fuzz = test_security.FUZZ.max_examples * sum(name.startswith("test_fuzzed_") for name in vars(test_security))
     assert f"({fuzz} cases)" in section
     assert f"`tests/test_properties.py` ({_items(test_properties)} properties)" in section
-    assert re.search(r"CHARNN_TEST_PAUSE_IN_SAVE", section)
+    assert "tests/pause_in_save.py" in section

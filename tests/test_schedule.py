@@ -1,4 +1,4 @@
-"""Learning-rate schedules (charnn.train.schedule) and the config fields of issue 9."""
+"""Learning-rate schedules (charnn.train.schedule) and their config fields."""
 import math
 
 import pytest

@@ -15,7 +15,7 @@ fixed 20 pairs of `overfit`, through Trainer.train_step, so there is one trainin
 The report (report.py) only reads these files.
 
 The model is the seed's vanilla RNN unless Settings.cell / layers / dropout ask for an LSTM or GRU,
-several layers or dropout (issue 9); every experiment then trains and samples that model, and each
+several layers or dropout; every experiment then trains and samples that model, and each
 results.json records it ("model", "cell", "layers", "dropout" in its settings). temperature and
 analyze record the model of the checkpoint they actually sample.
 """
@@ -93,7 +93,7 @@ class Settings:
     prompt: str = "ROMEO:"
     blas_threads: int = 1            # one BLAS thread: faster for these small matrices, and sane on a busy machine
     cell: str = "rnn"                # the model of every experiment: the seed's vanilla RNN by default,
-    layers: int = 1                  # or an LSTM/GRU and/or a stack of layers (issue 9)
+    layers: int = 1                  # or an LSTM/GRU and/or a stack of layers
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -632,7 +632,7 @@ def lr(ctx: Context, out: Path) -> dict[str, Any]:
 
 def best_checkpoint(out: Path, cell: str = "rnn", layers: int = 1) -> tuple[Path, str, float] | None:
     """The checkpoint with the lowest validation loss among the runs recorded under `out` that
-    trained this cell with this many layers (results.json files from before issue 9 are RNN × 1)."""
+    trained this cell with this many layers."""
     best = None
     for name in ("optimizers", "lr"):
         f = out / name / "results.json"

@@ -198,19 +198,6 @@ def plot_runs(curves: list[Curve], path: Path, title: str, steps_per_epoch: int 
     return _finish(fig, path)
 
 
-def _bars(ax: Any, labels: list[str], series: dict[str, list[float]], ylabel: str, title: str) -> None:
-    n = len(series)
-    width = 0.8 / max(n, 1)
-    for i, (name, vals) in enumerate(series.items()):
-        xs = [j + (i - (n - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, vals, width=width, label=name, color=COLORS[i % len(COLORS)])
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
-
-
 STAT_PANELS = [
     ("in_train_share", 100.0, "words found in training text (%)", "Real words"),
     ("mid_word_caps_per_1000", 1.0, "capitals inside words (per 1000 chars)", "Mid-word capitals"),

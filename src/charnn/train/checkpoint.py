@@ -22,7 +22,6 @@ import os
 import re
 import struct
 import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,7 +41,6 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024      # a real header is a few kB (vocab, con
 OPTIM_SLOTS = {"adam": ("m", "v"), "sgd": ("buf",)}
 _ST_DTYPES = {"float32": "F32", "float64": "F64"}
 _ITEMSIZE = {"F32": 4, "F64": 8}
-PAUSE_ENV = "CHARNN_TEST_PAUSE_IN_SAVE"  # fault injection for the tests only: see _pause_marker
 _TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")  # atomic_write_bytes's temp files
 
 
@@ -128,16 +126,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open with mode 0o666 honours the umask (mkstemp would make the file private, 0o600)
-    pause = _pause_marker(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            view = memoryview(data)
-            cut = len(view) // 2 if pause is not None else len(view)
-            f.write(view[:cut])
-            if pause is not None:
-                _test_pause(f, pause)
-            f.write(view[cut:])
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -165,28 +157,6 @@ def remove_stale_temps(folder: Path) -> list[Path]:
                 except OSError:
                     pass
     return removed
-
-
-def _pause_marker(path: Path) -> Path | None:
-    """Fault-injection hook for the tests; never set it otherwise.
-
-    With CHARNN_TEST_PAUSE_IN_SAVE=MARKER, the first write that replaces an existing .safetensors
-    file stops half-way through its temp file, creates MARKER and waits there (up to 5 minutes),
-    so that a test can kill -9 or signal the process in the middle of a checkpoint write.
-    """
-    marker = os.environ.get(PAUSE_ENV)
-    if not marker or path.suffix != ".safetensors" or not path.exists() or Path(marker).exists():
-        return None
-    return Path(marker)
-
-
-def _test_pause(f: Any, marker: Path) -> None:
-    f.flush()
-    os.fsync(f.fileno())             # the half-written temp file is really on disk
-    marker.write_text(str(os.getpid()))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -232,12 +202,6 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], int, int]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{p} is not a safetensors checkpoint (its header is not a JSON object)")
     return header, n, size
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The decoded charnn metadata of a checkpoint (header only; no array is read)."""
-    header, _, _ = read_header(path)
-    return _decode_metadata(Path(path), header)
 
 
 def _decode_metadata(p: Path, header: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class Config:
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
-    # --- cells, layers, dropout, schedules (issue 9; docs/cells.md) ---------------------------
+    # --- cells, layers, dropout, schedules (docs/cells.md) --------------------------------------
     cell: str = "rnn"               # "rnn" (the seed's tanh cell) | "lstm" | "gru"
     layers: int = 1                 # stacked recurrent layers
     dropout: float = 0.0            # inverted dropout between layers and before the output layer (training only)
@@ -67,7 +67,7 @@ class Config:
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
     calibration_fraction: float = 0.0  # share of the text, at the start of the training split, held out of
                                     # training to fit the output temperature on (charnn.calibrate); 0 = off
-    # --- how the corpus is read (issue 5) ---------------------------------------------------
+    # --- how the corpus is read ---------------------------------------------------------------
     encoding: str = "utf-8"         # text encoding of the corpus files
     byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding
     max_vocab: int = 10_000         # refuse corpora with more distinct characters (binary data?)
@@ -174,7 +174,7 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_reading(cfg: Config) -> None:
-    """The corpus-reading fields (issue 5)."""
+    """The corpus-reading fields."""
     try:
         if not getattr(codecs.lookup(cfg.encoding), "_is_text_encoding", True):   # e.g. base64, rot13
             raise LookupError(cfg.encoding)
@@ -185,7 +185,7 @@ def _validate_reading(cfg: Config) -> None:
 
 
 def _validate_cells(cfg: Config) -> None:
-    """The cell, layer, dropout and schedule fields (issue 9)."""
+    """The cell, layer, dropout and schedule fields."""
     if cfg.cell not in ("rnn", "lstm", "gru"):
         raise ConfigError(f"unknown cell {cfg.cell!r}: choose rnn, lstm or gru")
     if cfg.lr_schedule not in ("constant", "step", "cosine"):
