@@ -513,7 +513,7 @@ def _experiment_flags(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
-    from .reproduce.experiments import NAMES
+    from .reproduce import NAMES
 
     p = sub.add_parser("experiment", help="run one of the seed's experiments and (re)build the report",
                        description="Run one experiment into DIR/NAME/ (results.json, runs, curves), then rebuild "

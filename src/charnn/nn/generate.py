@@ -108,21 +108,27 @@ class Generation:
         self.x = x
         self.first_chunk = max(1, first_chunk)
         B = self.s.shape[2]
+        # The compiled loop pays numba's import and cache load once per process (most of a second):
+        # it loads in a background thread while the first chunk is drawn by NumPy. Which steps each
+        # loop draws depends on the chunk only, never on timing, so a seed always gives the same text.
         self.compiled = (self.xp is np and B <= KERNEL_MAX_BATCH and n * B >= KERNEL_MIN_CHARS
-                         and kernels.available())
-        self.packed = pack(params) if self.compiled else None
+                         and not kernels.disabled_by_env())
+        self.packed = None
+        if self.compiled:
+            self.packed = pack(params)
+            kernels.preload_generate(self.s.dtype)
 
     @property
     def state(self) -> Any:
         return external_state(self.params, self.s, like=self.like)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        done, m = 0, self.first_chunk
-        while done < self.n:
-            m = min(m, self.n - done)
+        self.done, m = 0, self.first_chunk
+        while self.done < self.n:
+            m = min(m, self.n - self.done)
             ids = self._steps(m)
             self.x = ids[:, -1].copy()
-            done += m
+            self.done += m
             yield ids
             m = min(2 * m, MAX_CHUNK)
 
@@ -131,7 +137,8 @@ class Generation:
         B = self.s.shape[2]
         greedy = self.opts["greedy"]
         u = None if greedy else self.rng.random((m, B))
-        if self.compiled:
+        first = self.done == 0 and self.n > m                 # the first chunk of several: NumPy
+        if self.compiled and not first and kernels.wait_generate(self.s.dtype):
             return kernels.generate(self.packed, self.s, self.x, u, m, **self.opts)
         return self._numpy_steps(u, m)
 

@@ -25,6 +25,7 @@ importing charnn stays fast.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -260,6 +261,38 @@ def lstm_forward_steps() -> tuple[Callable[..., None], Callable[..., None]] | No
 
 
 CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}
+_loading: dict[str, threading.Thread] = {}
+_load_lock = threading.Lock()
+
+
+def _warm_generate(dtype: Any) -> None:
+    """Import numba and load (or compile) the generation loop for `dtype` with a one-step dummy call."""
+    if not available():
+        return
+    dt = np.dtype(dtype)
+    one = lambda *shape: np.zeros(shape, dt)  # noqa: E731
+    packed = (0, one(1, 1, 1), one(1, 1), one(1, 1, 1), one(1, 1), one(1, 1), one(2, 1), one(1))
+    _kernel("generate")(*packed, one(1, 1, 1, 1), np.zeros(1, np.int64), True, np.zeros((1, 1)), 1.0, 0, False,
+                        np.zeros((1, 1), np.int64))
+
+
+def preload_generate(dtype: Any) -> None:
+    """Start loading the generation loop for `dtype` in a background thread (numba's import and its
+    cache cost most of a second), so the caller can draw its first characters with NumPy meanwhile."""
+    key = np.dtype(dtype).str
+    with _load_lock:
+        if key not in _loading:
+            t = threading.Thread(target=_warm_generate, args=(dtype,), name="charnn-kernels", daemon=True)
+            _loading[key] = t
+            t.start()
+
+
+def wait_generate(dtype: Any) -> bool:
+    """Wait for `preload_generate(dtype)`; whether the compiled loop can be used."""
+    t = _loading.get(np.dtype(dtype).str)
+    if t is not None:
+        t.join()
+    return available()
 
 
 def generate(packed: tuple, state: np.ndarray, x: np.ndarray | None, u: np.ndarray | None, n: int, *,

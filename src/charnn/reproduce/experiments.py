@@ -42,7 +42,7 @@ from ..sample import generate_text
 from ..train import checkpoint
 from ..train.config import Config
 
-NAMES = ("overfit", "optimizers", "lr", "temperature", "analyze")
+from . import NAMES  # noqa: E402,F401 - the experiments, in report order
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 EARLY_FRACTION = 0.1  # "early" train loss: the mean over this leading share of a run's steps
 LOSS_MARGIN = 0.01     # nats/char: smaller differences in loss are noise between runs
