@@ -31,9 +31,11 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
     for flag, v in (("--dropout", args.dropout), ("--weight-drop", args.weight_drop)):
         if not 0.0 <= v < 1.0:     # also refuses nan
             raise CLIError(f"{flag} must be in [0, 1), got {v}")
+    if args.embed < 0:
+        raise CLIError(f"--embed must be >= 0 (0 = one-hot input), got {args.embed}")
     rng = np.random.default_rng(args.seed)
     params = model.init_params(args.vocab_size, args.hidden_size, seed=args.seed, dtype=np.float64,
-                               cell=args.cell, layers=args.layers)
+                               cell=args.cell, layers=args.layers, embed=args.embed)
     inputs = rng.integers(0, args.vocab_size, size=(args.batch_size, args.max_len))
     targets = rng.integers(0, args.vocab_size, size=(args.batch_size, args.max_len))
     h0 = rng.uniform(-0.5, 0.5, size=model.init_state(params, args.batch_size).shape)
@@ -45,7 +47,7 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
     max_checks = None if args.all else args.checks
     rows = gradcheck.gradcheck(params, inputs, targets, h0, max_checks=max_checks, seed=args.seed, masks=masks,
                                weight_masks=weight_masks)
-    print(f"gradient check (float64, {args.cell} × {args.layers} layer(s), dropout {args.dropout:g}, "
+    print(f"gradient check (float64, {args.cell} × {args.layers} layer(s), embed {args.embed}, dropout {args.dropout:g}, "
           f"weight drop {args.weight_drop:g}, "
           f"vocab {args.vocab_size}, hidden {args.hidden_size}, "
           f"batch {args.batch_size}, length {args.max_len}; pass if max rel error < {gradcheck.TOLERANCE:g})")
@@ -77,6 +79,7 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn", help="recurrent cell [rnn]")
     p.add_argument("--layers", type=_positive_int, default=1, help="stacked layers [1]")
+    p.add_argument("--embed", type=_whole, default=0, metavar="D", help="input embedding width; 0 = one-hot input [0]")
     p.add_argument("--dropout", type=float, default=0.0,
                    help="check through a fixed dropout mask of this rate [0]")
     p.add_argument("--weight-drop", type=float, default=0.0,
@@ -149,6 +152,7 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--device", "device", str, "cpu or cuda [cpu]"),
     ("--cell", "cell", str, "recurrent cell: rnn (the seed's), lstm or gru [rnn]"),
     ("--layers", "layers", _whole, "stacked recurrent layers [1]"),
+    ("--embed", "embed", _whole, "input embedding width D (torch-rnn's wordvec_size); 0 = one-hot input [0]"),
     ("--dropout", "dropout", _finite_float, "dropout between layers and before the output layer, training only [0]"),
     ("--weight-drop", "weight_drop", _finite_float,
      "DropConnect on the recurrent weights W: one mask per batch, training only [0]"),

@@ -37,7 +37,7 @@ from .nn import fast_rnn, network, parallel
 from .nn.generate import Generation, draw, draw_with, generate, step  # noqa: F401 - the model's API
 from .nn.masks import drop_weights, dropout_masks, mask_grads, weight_drop_masks  # noqa: F401
 from .nn.network import Cache, backward, forward  # noqa: F401
-from .nn.params import (CELLS, SEED_NAMES, Spec, cell_of, describe, dims, external_state,  # noqa: F401
+from .nn.params import (CELLS, SEED_NAMES, Spec, cell_of, describe, dims, embed_size, external_state,  # noqa: F401
                         init_params, init_state, internal_state, is_seed_rnn, param_shapes, prefixes)
 from .nn.reader import Chunk, evaluate, internal_names, read, stream_layout  # noqa: F401
 
@@ -57,14 +57,14 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
     This is the one place an implementation is chosen: the fused CUDA kernels for CuPy float32
     seed models, `charnn.nn.fast_rnn` for the seed's model on the CPU without dropout masks, and
-    `charnn.nn.network` for everything else. All three compute the same function (tested). The
+    `charnn.nn.network` for everything else (dropout, an input embedding, other cells, layers). All three compute the same function (tested). The
     batch is cut into parallel shards by `charnn.nn.parallel.over_batch`.
     """
     if weight_masks:
         loss, grads, state = loss_and_grads(drop_weights(params, weight_masks), inputs, targets, h0, masks=masks)
         mask_grads(grads, weight_masks)
         return loss, grads, state
-    seed = is_seed_rnn(params) and masks is None
+    seed = is_seed_rnn(params) and masks is None and "E" not in params
     if seed:
         fused = fused_loss_and_grads(params, inputs, targets, h0)
         if fused is not None:
@@ -97,7 +97,7 @@ def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
     piece (no shards): for gradient checks and truncated-BPTT studies. Runs the implementation
     `loss_and_grads` would run, so a gradient check checks what training uses."""
     dropped = drop_weights(params, weight_masks)
-    if is_seed_rnn(params) and masks is None and xp_of(params["V"]) is np:
+    if is_seed_rnn(params) and masks is None and "E" not in params and xp_of(params["V"]) is np:
         stacked = h0 is not None and getattr(h0, "ndim", 2) == 4
         loss, cache = fast_rnn.forward(dropped, inputs, targets, h0[0, 0] if stacked else h0)
         grads, dh0 = fast_rnn.backward(dropped, cache)

@@ -103,7 +103,7 @@ def fused_loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any,
     They apply to CuPy float32 parameters (and shapes the kernels support) unless
     CHARNN_FUSED=0; NumPy arrays always get None, so the portable engine runs unchanged.
     """
-    if not is_cupy(params.get("W")) or os.environ.get("CHARNN_FUSED") == "0":
+    if not is_cupy(params.get("W")) or "E" in params or os.environ.get("CHARNN_FUSED") == "0":
         return None
     from . import cuda  # noqa: PLC0415 - imports CuPy; only reached with CuPy arrays in hand
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backend import xp_of
 from . import kernels
-from .network import run_layers
+from .network import input_table, run_layers
 from .params import cell_of, external_state, internal_state, prefixes
 
 # Below this many characters (n × B) the compiled loop is not worth importing numba.
@@ -72,7 +72,7 @@ def pack(params: Mapping[str, Any]) -> tuple:
     GH, H = W0.shape
     dt = W0.dtype
     Wl = np.ascontiguousarray(np.stack([params[p + "W"] for p in pres]))
-    U0b = np.ascontiguousarray(params[pres[0] + "U"].T + params[pres[0] + "b"])
+    U0b = np.ascontiguousarray(input_table(params) + params[pres[0] + "b"])
     if L > 1:
         Uup = np.ascontiguousarray(np.stack([params[p + "U"] for p in pres[1:]]))
         bup = np.ascontiguousarray(np.stack([params[p + "b"] for p in pres[1:]]))

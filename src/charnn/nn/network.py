@@ -13,6 +13,10 @@ m^l are dropout masks (`charnn.nn.masks`; m = 1 without dropout). The backward p
     per layer, from the cell's da^l (`charnn.nn.cells`):
         db^l = Σ_t da^l_t,  dU^l = Σ_t da^l_t in^l_tᵀ,  dh^{l−1}_t = m ⊙ U^lᵀ da^l_t
 
+With an input embedding E (V × D, torch-rnn's wordvec_size) the first layer reads E[x_t]
+instead of the one-hot x_t. Then U⁰ E[x_t] is column x_t of U⁰ Eᵀ, and from the gradient
+dUx = ∂L/∂(U⁰ Eᵀ) (G·H × V) of the one-hot path:  dU⁰ = dUx E,  dE = dUxᵀ U⁰.
+
 Every cell and layer count, and the seed's W, U, V, b, c dict (one RNN layer without a prefix),
 run through this one path; `charnn.nn.fast_rnn` is a faster implementation of the same
 function for the seed's model, chosen in `charnn.model.loss_and_grads`.
@@ -90,6 +94,16 @@ def _gather_rows(xp: Any, table: Any, x: Any, name: str) -> Any:
     return np.take(table, x, axis=0, out=out, mode="clip")   # ids checked above; "raise" would buffer
 
 
+def input_table(params: Mapping[str, Any]) -> Any:
+    """Row v: the first layer's input projection of character v without its bias, (V, G·H):
+    Uᵀ for one-hot input, E Uᵀ with an input embedding E (V, D)."""
+    xp = xp_of(params["V"])
+    U = params[prefixes(params)[0] + "U"]
+    if "E" in params:
+        return params["E"] @ U.T
+    return xp.ascontiguousarray(U.T)
+
+
 def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[Any] | None = None,
                keep: bool = True) -> tuple[Any, Any, list, list]:
     """All layers over time-major ids x (T, B) from internal state0 (L, S, B, H).
@@ -106,7 +120,8 @@ def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[A
         U, b = params[pre + "U"], params[pre + "b"]
         if l == 0:
             # One-hot input: U x_t is column x_t of U, i.e. a row gather of Uᵀ (no one-hot matrix).
-            a = _gather_rows(xp, xp.ascontiguousarray(U.T), x, pre + "a")
+            # With an embedding E the first layer reads E[x]: U E[x] = (E Uᵀ)[x], the same gather.
+            a = _gather_rows(xp, input_table(params), x, pre + "a")
         else:
             a = workspace.empty(xp, pre + "a", (T, B, U.shape[0]), U.dtype)
             xp.matmul(inp.reshape(T * B, -1), U.T, out=a.reshape(T * B, -1))
@@ -189,9 +204,14 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
         if l == 0:
             # dU = Σ_t da_t x_tᵀ with one-hot x: one (G·H × N)·(N × V) GEMM against the one-hot matrix,
             # several times faster than a scatter-add of N rows of width G·H.
-            onehot = workspace.zeros(xp, "onehot", (N, U.shape[1]), da.dtype)
+            onehot = workspace.zeros(xp, "onehot", (N, V.shape[0]), da.dtype)
             onehot[xp.arange(N), x.reshape(-1)] = 1
-            grads[pre + "U"] = da2.T @ onehot
+            dUx = da2.T @ onehot                      # ∂L/∂(the V columns U x reads)
+            if "E" in params:                         # through U E[x]: dU = dUx E, dE = dUxᵀ U
+                grads[pre + "U"] = dUx @ params["E"]
+                grads["E"] = dUx.T @ U
+            else:
+                grads[pre + "U"] = dUx
         else:
             grads[pre + "U"] = da2.T @ cache.ins[l - 1].reshape(N, -1)
             dh = xp.matmul(da2, U, out=workspace.empty(xp, pre + "dx", (N, U.shape[1]), da2.dtype)).reshape(T, B, -1)

@@ -14,6 +14,7 @@ Parameters are a flat name → array dict, so optimizers and checkpoints treat e
     L{l}.b   (G·H,)          bias of the input projection
     L{l}.bn  (H,)            GRU only: b_hn, the recurrent bias inside the reset gate
     V (vocab, H), c (vocab,) output projection
+    E        (vocab, D)      optional input embedding: the first layer reads E[x] (D_0 = D)
 
 The cell and layer count are read back from the names and shapes (`describe`), so no string
 travels with the arrays. State: one array (L, S, B, H), S = 1 for RNN/GRU (h) and 2 for LSTM
@@ -79,15 +80,21 @@ def describe(params: Mapping[str, Any]) -> Spec:
     return Spec(cell_of(params), len(pres), params["V"].shape[0], params[pres[0] + "W"].shape[1])
 
 
-def param_shapes(vocab_size: int, hidden_size: int, *, cell: str = "rnn", layers: int = 1) -> dict[str, tuple[int, ...]]:
-    """Shape of every parameter, in initialisation (draw) order; the seed's names for a 1-layer RNN."""
+def param_shapes(vocab_size: int, hidden_size: int, *, cell: str = "rnn", layers: int = 1,
+                 embed: int = 0) -> dict[str, tuple[int, ...]]:
+    """Shape of every parameter, in initialisation (draw) order; the seed's names for a 1-layer RNN.
+
+    embed = D > 0 adds the input embedding E (V, D) and the first layer's U becomes (G·H, D).
+    """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(CELLS)}")
+    if embed < 0:
+        raise ValueError(f"embed must be >= 0, got {embed}")
     G, H, Vs = GATES[cell], hidden_size, vocab_size
-    shapes: dict[str, tuple[int, ...]] = {}
+    shapes: dict[str, tuple[int, ...]] = {"E": (Vs, embed)} if embed else {}
     for l in range(layers):
         pre = "" if (cell == "rnn" and layers == 1) else f"L{l}."
-        D = Vs if l == 0 else H
+        D = (embed or Vs) if l == 0 else H
         shapes[pre + "W"] = (G * H, H)
         shapes[pre + "U"] = (G * H, D)
         shapes[pre + "b"] = (G * H,)
@@ -96,12 +103,12 @@ def param_shapes(vocab_size: int, hidden_size: int, *, cell: str = "rnn", layers
     shapes["V"] = (Vs, H)
     shapes["c"] = (Vs,)
     if cell == "rnn" and layers == 1:       # the seed's order (the same draws: only W, U, V are drawn)
-        return {k: shapes[k] for k in SEED_NAMES}
+        return {**({"E": shapes["E"]} if embed else {}), **{k: shapes[k] for k in SEED_NAMES}}
     return shapes
 
 
 def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np.float32,
-                cell: str = "rnn", layers: int = 1) -> dict[str, np.ndarray]:
+                cell: str = "rnn", layers: int = 1, embed: int = 0) -> dict[str, np.ndarray]:
     """Initial parameters: matrices ~ Uniform(−1/√fan_in, 1/√fan_in) (PyTorch's rule), biases 0.
 
     fan_in is H for W, V and the input weights of layers above the first. The first layer's U
@@ -115,6 +122,8 @@ def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np
     make the first prediction nearly uniform (loss ≈ ln V). The LSTM forget-gate bias starts at 1:
     with f ≈ σ(1) ≈ 0.73 the cell state is kept from the start, so gradients reach back many steps
     before the network has learnt to keep it (Gers et al. 2000; Jozefowicz et al. 2015).
+    With an input embedding (embed = D > 0) the characters are E[x], E ~ N(0, 1) as nn.Embedding
+    starts, and the first layer's U reads a dense D-vector: bound 1/√H like every other matrix.
     Matrices are drawn in `param_shapes` order from one `default_rng(seed)`.
     """
     if vocab_size < 1 or hidden_size < 1 or layers < 1:
@@ -124,13 +133,15 @@ def init_params(vocab_size: int, hidden_size: int, *, seed: int, dtype: Any = np
     k = 1.0 / np.sqrt(H)
     first_U = "U" if (cell == "rnn" and layers == 1) else "L0.U"
     params = {}
-    for name, shape in param_shapes(vocab_size, H, cell=cell, layers=layers).items():
-        if len(shape) == 1:
+    for name, shape in param_shapes(vocab_size, H, cell=cell, layers=layers, embed=embed).items():
+        if name == "E":
+            p = rng.standard_normal(shape).astype(dtype)
+        elif len(shape) == 1:
             p = np.zeros(shape, dtype=dtype)
             if cell == "lstm" and name.endswith("b"):
                 p[H:2 * H] = 1.0                         # forget gate (order i, f, o, g)
         else:
-            bound = 1.0 if name == first_U else k         # one-hot input: fan-in 1
+            bound = 1.0 if (name == first_U and not embed) else k   # one-hot input: fan-in 1
             p = rng.uniform(-bound, bound, size=shape).astype(dtype)
         params[name] = p
     return params
@@ -161,6 +172,11 @@ def external_state(params: Mapping[str, Any], state: Any, like: Any = None) -> A
     default in the params' layout: (B, H) for the seed's dict, which also takes (1, 1, B, H)."""
     plain = is_seed_rnn(params) if like is None else getattr(like, "ndim", 4) == 2
     return state[0, 0] if plain else state
+
+
+def embed_size(params: Mapping[str, Any]) -> int:
+    """D of the input embedding E, 0 for one-hot input."""
+    return int(params["E"].shape[1]) if "E" in params else 0
 
 
 def dims(params: Mapping[str, Any]) -> tuple[int, int]:

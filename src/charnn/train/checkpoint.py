@@ -237,7 +237,7 @@ def model_shapes(cfg: Config, vocab_size: int) -> tuple[dict[str, tuple[int, ...
     the stacked layout of `charnn.stack` (L{l}.W, L{l}.U, L{l}.b[, L{l}.bn], V, c) and an (L, S, B, H) state.
     """
     B, H = cfg.batch_size, cfg.hidden_size
-    shapes = model.param_shapes(vocab_size, H, cell=cfg.cell, layers=cfg.layers)
+    shapes = model.param_shapes(vocab_size, H, cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
     if cfg.cell == "rnn" and cfg.layers == 1:
         return shapes, (B, H)
     return shapes, (cfg.layers, 2 if cfg.cell == "lstm" else 1, B, H)

@@ -54,6 +54,7 @@ class Config:
     # --- cells, layers, dropout, schedules (docs/cells.md) --------------------------------------
     cell: str = "rnn"               # "rnn" (the seed's tanh cell) | "lstm" | "gru"
     layers: int = 1                 # stacked recurrent layers
+    embed: int = 0                  # input embedding width D (torch-rnn's wordvec_size); 0 = one-hot input
     dropout: float = 0.0            # inverted dropout between layers and before the output layer (training only)
     locked_dropout: bool = False    # one dropout mask per sequence, shared by its T steps (variational dropout)
     weight_drop: float = 0.0        # DropConnect on the recurrent weights W, one mask per batch (training only)
@@ -186,6 +187,8 @@ def _validate_reading(cfg: Config) -> None:
 
 def _validate_cells(cfg: Config) -> None:
     """The cell, layer, dropout and schedule fields."""
+    if not (isinstance(cfg.embed, int) and not isinstance(cfg.embed, bool) and 0 <= cfg.embed <= 100_000):
+        raise ConfigError(f"embed must be a whole number in [0, 100000] (0 = one-hot input), got {cfg.embed!r}")
     if cfg.cell not in ("rnn", "lstm", "gru"):
         raise ConfigError(f"unknown cell {cfg.cell!r}: choose rnn, lstm or gru")
     if cfg.lr_schedule not in ("constant", "step", "cosine"):

@@ -195,7 +195,7 @@ class Trainer:
         self.rng = np.random.default_rng([cfg.seed, 1])    # samples (a stream apart from the init's)
         if start is None:
             params = model.init_params(V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype),
-                                       cell=cfg.cell, layers=cfg.layers)
+                                       cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
             self.h = None
             self.step = self.epoch = self.batch_index = self.chars_seen = 0
             self.wall_before, self.best_val_loss, self.train_before = 0.0, None, 0.0
