@@ -411,7 +411,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
     p.add_argument("--cache", type=_whole, default=None, metavar="K",
                    help="also report the model plus a continuous cache of its last K states "
-                        f"(charnn.neural_cache; a different model, reported next to the plain loss; e.g. {DEFAULT_SIZE})")
+                        f"(charnn.eval.cache; a different model, reported next to the plain loss; e.g. {DEFAULT_SIZE})")
     p.add_argument("--cache-theta", type=_finite_float, default=None, metavar="X",
                    help=f"sharpness of the cache lookup (on cosine similarity) [{DEFAULT_THETA:g}]")
     p.add_argument("--cache-lambda", type=_finite_float, default=None, metavar="X",

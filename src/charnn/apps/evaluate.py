@@ -5,11 +5,11 @@
     uniform     = ln V                          a model that knows only the vocabulary size
     unigram     = (1/N) Σ_t −ln p(y_t)          p = add-one-smoothed character frequencies of the
                                                 training split: a model with no memory at all
-    with cache  = the same model plus a continuous cache over its last K states (`charnn.neural_cache`),
+    with cache  = the same model plus a continuous cache over its last K states (`charnn.eval.cache`),
                   reported next to the plain loss when asked for (--cache K)
 
 A model trained with a held-out text (calibration_fraction) predicts softmax((V h + c)/τ) with the
-temperature τ fitted on that text (`charnn.calibrate`): its loss is that network's, and the loss at
+temperature τ fitted on that text (`charnn.eval.calibrate`): its loss is that network's, and the loss at
 τ = 1 is reported next to it.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class EvalResult:
     vocab_size: int
     data: str                     # what was evaluated
     cache: dict[str, float] | None = None   # {"size", "theta", "lambda", "nats_per_char"} with --cache
-    temperature: float = 1.0      # the calibrated output temperature the loss is at (charnn.calibrate)
+    temperature: float = 1.0      # the calibrated output temperature the loss is at (charnn.eval.calibrate)
     uncalibrated_nats_per_char: float | None = None   # the loss at temperature 1, when τ ≠ 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def score(params: dict, ids: np.ndarray, unigram: np.ndarray, *, data: str,
           cache: CacheSpec | None = None, temperature: float = 1.0) -> EvalResult:
     """Evaluate `params` on the id sequence `ids` (h carried from a zero start), optionally with a cache too.
 
-    temperature ≠ 1: the network calibrated to it (`charnn.calibrate.apply`) is scored, and the loss of
+    temperature ≠ 1: the network calibrated to it (`charnn.eval.calibrate.apply`) is scored, and the loss of
     `params` as they are is reported as uncalibrated_nats_per_char (both from one pass).
     """
     if len(ids) < 2:

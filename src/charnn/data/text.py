@@ -106,7 +106,7 @@ def split(ids: np.ndarray, train_fraction: float) -> tuple[np.ndarray, np.ndarra
 
 def hold_out(train_ids: np.ndarray, total: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(what trains, what is held out): the first `fraction` of a `total`-character corpus, taken from the
-    start of its training split (charnn.calibrate).
+    start of its training split (charnn.eval.calibrate).
 
     The start, because it is the text furthest from the validation split: the end of the training split
     runs on into the validation text (in Tiny Shakespeare the same play, with the same cast), and

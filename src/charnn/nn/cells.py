@@ -3,7 +3,8 @@
 Every cell works in the engine's batched row form, time-major: a state is a row block (B, H),
 the weights act from the right (W h becomes ``h @ W.T``), and a sequence is (T, B, ·).
 
-The split of work between a cell and the layer stack (`charnn.stack`) is the same for every cell:
+The split of work between a cell and the layer stack (`charnn.nn.network`) is the same for every
+cell, and `Cell` (at the end of this file) is that contract; `CELLS` holds one per kind:
 
 * The stack computes the *input projection* of all T steps at once, ``a_t = U x_t + b`` — one GEMM
   (or one row gather for one-hot characters) — and hands the cell the buffer ``a`` of shape
@@ -18,9 +19,9 @@ The split of work between a cell and the layer stack (`charnn.stack`) is the sam
   layer; the buffer is consumed in place), runs back through time with one GEMM per step for
   the recurrent gradient dL/dh_{t-1} += Wᵀ da_t (again feature-major, ``Wᵀ @ da.T``), and forms
   dW = Σ_t da_tᵀ h_{t-1} as a single (G·H × TB)·(TB × H) GEMM after the loop.
-* Work buffers are named (``ws`` prefix) so that `charnn.workspace` can keep them from one
+* Work buffers are named (``ws`` prefix) so that `charnn.nn.workspace` can keep them from one
   training step to the next; for NumPy float arrays with T > 4 the LSTM's element-wise step
-  runs as compiled kernels (`charnn.kernels`), the same arithmetic in fewer passes.
+  runs as compiled kernels (`charnn.nn.kernels`), the same arithmetic in fewer passes.
 
 Gate order within the G·H rows of W, U and b (ours vs PyTorch):
 
@@ -37,8 +38,8 @@ docs/cells.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -47,7 +48,7 @@ from ..backend import xp_of
 
 
 
-# Work buffers, kept between training steps by `charnn.workspace` when one is active.
+# Work buffers, kept between training steps by `charnn.nn.workspace` when one is active.
 _empty, _zeros = workspace.empty, workspace.zeros
 
 
@@ -359,3 +360,64 @@ def gru_backward(dhs: Any, W: Any, cache: GRUCache, *, ws: str = "") -> tuple[An
     dW = dq.reshape(N, 3 * H).T @ hs[:-1].reshape(N, H)
     dbn = dq[:, :, H2:].reshape(N, H).sum(axis=0)
     return gates, dW, dbn, dh_next
+
+
+# --------------------------------------------------------------------------------------------
+# The one cell interface the network runs
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    """What the layer stack needs of a cell; `CELLS` holds one per kind.
+
+    gates: G, the blocks of W (G·H, H); state_parts: S, the state arrays per layer (h, or h and c).
+    forward(a, W, p, pre, s0) -> (h_1..h_T (T, B, H), cache, final state (S, B, H)), with a the input
+    projection (T, B, G·H) and s0 the layer's (S, B, H) state; backward(dh, W, cache, p, pre, grads)
+    -> (dL/da (T, B, G·H), dL/ds0 (S, B, H)), storing dW and any cell-specific gradient in grads.
+    internals: what the text reader can show besides h: name -> (cache field, gate block or None).
+    """
+
+    name: str
+    gates: int
+    state_parts: int
+    forward: Callable[..., tuple[Any, Any, Any]]
+    backward: Callable[..., tuple[Any, Any]]
+    internals: Mapping[str, tuple[str, int | None]] = field(default_factory=dict)
+
+
+def _rnn_layer(a: Any, W: Any, p: Mapping[str, Any], pre: str, s0: Any) -> tuple[Any, Any, Any]:
+    hs, cache = rnn_forward(a, W, s0[0], ws=pre)
+    return hs[1:], cache, hs[-1][None]
+
+
+def _rnn_layer_back(dh: Any, W: Any, cache: Any, p: Mapping[str, Any], pre: str, grads: dict) -> tuple[Any, Any]:
+    da, grads[pre + "W"], dh0 = rnn_backward(dh, W, cache, ws=pre)
+    return da, dh0[None]
+
+
+def _lstm_layer(a: Any, W: Any, p: Mapping[str, Any], pre: str, s0: Any) -> tuple[Any, Any, Any]:
+    hs, cache = lstm_forward(a, W, s0[0], s0[1], ws=pre)
+    return hs[1:], cache, xp_of(a).stack([hs[-1], cache.cs[-1]])
+
+
+def _lstm_layer_back(dh: Any, W: Any, cache: Any, p: Mapping[str, Any], pre: str, grads: dict) -> tuple[Any, Any]:
+    da, grads[pre + "W"], dh0, dc0 = lstm_backward(dh, W, cache, ws=pre)
+    return da, xp_of(dh).stack([dh0, dc0])
+
+
+def _gru_layer(a: Any, W: Any, p: Mapping[str, Any], pre: str, s0: Any) -> tuple[Any, Any, Any]:
+    hs, cache = gru_forward(a, W, p[pre + "bn"], s0[0], ws=pre)
+    return hs[1:], cache, hs[-1][None]
+
+
+def _gru_layer_back(dh: Any, W: Any, cache: Any, p: Mapping[str, Any], pre: str, grads: dict) -> tuple[Any, Any]:
+    da, grads[pre + "W"], grads[pre + "bn"], dh0 = gru_backward(dh, W, cache, ws=pre)
+    return da, dh0[None]
+
+
+CELLS: dict[str, Cell] = {
+    "rnn": Cell("rnn", 1, 1, _rnn_layer, _rnn_layer_back),
+    "lstm": Cell("lstm", 4, 2, _lstm_layer, _lstm_layer_back,
+                 {"c": ("cs", None), "i": ("gates", 0), "f": ("gates", 1), "o": ("gates", 2), "g": ("gates", 3)}),
+    "gru": Cell("gru", 3, 1, _gru_layer, _gru_layer_back, {"r": ("gates", 0), "z": ("gates", 1), "n": ("gates", 2)}),
+}

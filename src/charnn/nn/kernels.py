@@ -6,7 +6,7 @@ each with its own dispatch overhead. `generate` runs n steps of any cell and lay
 compiled loop. It computes what the NumPy path of `charnn.nn.generate` computes (same formulas,
 same uniforms, same inverse-CDF rule), so the two agree up to float rounding in the products.
 
-LSTM steps (`charnn.cells`): the element-wise work of one LSTM time step is about ten NumPy calls
+LSTM steps (`charnn.nn.cells`): the element-wise work of one LSTM time step is about ten NumPy calls
 forward and fifteen backward over (B, 4H) and (B, H) blocks. `lstm_forward_steps` and
 `lstm_backward_step` do the same arithmetic in two and one compiled passes (the forward pass keeps
 NumPy's vectorised tanh, which Numba cannot match without SVML). Compiled with nogil, so the batch

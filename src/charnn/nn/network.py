@@ -49,41 +49,6 @@ class Cache:
     h0: Any = None                                # the initial state as given (its layout is the answer's)
 
 
-def _layer_forward(cell: str, p: Mapping[str, Any], pre: str, a: Any, s0: Any) -> tuple[Any, Any, Any]:
-    """Run one layer's recurrence on the input projection a; returns (outputs (T,B,H), cache, final state (S,B,H))."""
-    xp = xp_of(a)
-    W = p[pre + "W"]
-    if cell == "lstm":
-        hs, cache = cells.lstm_forward(a, W, s0[0], s0[1], ws=pre)
-        sT = xp.stack([hs[-1], cache.cs[-1]])
-    elif cell == "gru":
-        hs, cache = cells.gru_forward(a, W, p[pre + "bn"], s0[0], ws=pre)
-        sT = hs[-1][None]
-    else:
-        hs, cache = cells.rnn_forward(a, W, s0[0], ws=pre)
-        sT = hs[-1][None]
-    return hs[1:], cache, sT
-
-
-def _layer_backward(cell: str, p: Mapping[str, Any], pre: str, dh: Any, cache: Any,
-                    grads: dict[str, Any]) -> tuple[Any, Any]:
-    """dL/da (T,B,G·H) and dL/dstate0 (S,B,H) of one layer; stores dW (and dbn) in grads."""
-    xp = xp_of(dh)
-    W = p[pre + "W"]
-    if cell == "lstm":
-        da, dW, dh0, dc0 = cells.lstm_backward(dh, W, cache, ws=pre)
-        ds0 = xp.stack([dh0, dc0])
-    elif cell == "gru":
-        da, dW, dbn, dh0 = cells.gru_backward(dh, W, cache, ws=pre)
-        grads[pre + "bn"] = dbn
-        ds0 = dh0[None]
-    else:
-        da, dW, dh0 = cells.rnn_backward(dh, W, cache, ws=pre)
-        ds0 = dh0[None]
-    grads[pre + "W"] = dW
-    return da, ds0
-
-
 def _gather_rows(xp: Any, table: Any, x: Any, name: str) -> Any:
     """table[x] for ids x (T, B): rows of table, into a kept work buffer when one is active."""
     if xp is not np or not workspace.active():
@@ -112,7 +77,7 @@ def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[A
     layer caches); with keep=False the caches are not kept (forward-only evaluation).
     """
     xp = xp_of(params["V"])
-    cell = cell_of(params)
+    cell = cells.CELLS[cell_of(params)]
     T, B = x.shape
     ins, caches, finals = [], [], []
     inp = None
@@ -126,7 +91,7 @@ def run_layers(params: Mapping[str, Any], x: Any, state0: Any, masks: Sequence[A
             a = workspace.empty(xp, pre + "a", (T, B, U.shape[0]), U.dtype)
             xp.matmul(inp.reshape(T * B, -1), U.T, out=a.reshape(T * B, -1))
         a += b
-        out, cache, sT = _layer_forward(cell, params, pre, a, state0[l])
+        out, cache, sT = cell.forward(a, params[pre + "W"], params, pre, state0[l])
         finals.append(sT)
         if masks is not None:
             out = xp.multiply(out, masks[l], out=workspace.empty(xp, pre + "dropped", out.shape, out.dtype))
@@ -181,7 +146,7 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
     """
     xp = xp_of(params["V"])
     V = params["V"]
-    cell = cell_of(params)
+    cell = cells.CELLS[cell_of(params)]
     x, y, probs = cache.x, cache.y, cache.probs
     T, B = x.shape
     N = T * B
@@ -197,7 +162,7 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
         pre = pres[l]
         if cache.masks is not None:
             dh *= cache.masks[l]
-        da, ds0[l] = _layer_backward(cell, params, pre, dh, cache.caches[l], grads)
+        da, ds0[l] = cell.backward(dh, params[pre + "W"], cache.caches[l], params, pre, grads)
         da2 = da.reshape(N, -1)
         grads[pre + "b"] = da2.sum(axis=0)
         U = params[pre + "U"]

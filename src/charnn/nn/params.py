@@ -27,10 +27,11 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from ..backend import xp_of
+from .cells import CELLS as _CELLS
 
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}        # gate blocks G: W is (G·H, H)
-STATE_PARTS = {"rnn": 1, "gru": 1, "lstm": 2}  # per layer: h, or (h, c)
+CELLS = tuple(_CELLS)                                         # "rnn", "lstm", "gru"
+GATES = {k: c.gates for k, c in _CELLS.items()}              # gate blocks G: W is (G·H, H)
+STATE_PARTS = {k: c.state_parts for k, c in _CELLS.items()}  # per layer: h, or (h, c)
 SEED_NAMES = ("W", "U", "V", "b", "c")         # the seed's one-layer RNN
 
 

@@ -22,16 +22,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ..backend import xp_of
+from .cells import CELLS
 from .network import run_layers
 from .params import cell_of, external_state, internal_state, prefixes
-
-# What each cell can show per layer besides h: name -> (cache field, column block or None).
-_INTERNALS = {
-    "rnn": {},
-    "lstm": {"c": ("cs", None), "i": ("gates", 0), "f": ("gates", 1), "o": ("gates", 2), "g": ("gates", 3)},
-    "gru": {"r": ("gates", 0), "z": ("gates", 1), "n": ("gates", 2)},
-}
-
 
 @dataclass
 class Chunk:
@@ -51,8 +44,8 @@ class Chunk:
 
 def internal_names(params: Mapping[str, Any]) -> list[str]:
     """The names `read(..., internals=True)` yields, e.g. ['L0.h', 'L0.c', 'L0.i', ...]."""
-    cell = cell_of(params)
-    return [f"L{l}.{k}" for l in range(len(prefixes(params))) for k in ("h", *_INTERNALS[cell])]
+    cell = CELLS[cell_of(params)]
+    return [f"L{l}.{k}" for l in range(len(prefixes(params))) for k in ("h", *cell.internals)]
 
 
 def stream_layout(ids: Any, streams: int, burn_in: int, *, dtype: Any = np.float32) -> tuple[Any, Any, Any]:
@@ -101,7 +94,7 @@ def read(params: Mapping[str, Any], ids: Any, *, state: Any = None, chunk: int =
         X, Y, Wt = stream_layout(ids, streams, burn_in, dtype=params["V"].dtype)
         chunk = max(16, min(chunk, 4096 // streams))   # bounds the (chunk, streams, G·H) buffers
         s = internal_state(params, None, streams)
-    cell = cell_of(params)
+    cell = CELLS[cell_of(params)]
     for i in range(0, X.shape[0], chunk):
         e = min(i + chunk, X.shape[0])
         top, s, _, caches = run_layers(params, X[i:e], s, None, keep=internals)
@@ -112,12 +105,12 @@ def read(params: Mapping[str, Any], ids: Any, *, state: Any = None, chunk: int =
             inside = {}
             for l, cache in enumerate(caches):
                 inside[f"L{l}.h"] = cache.hs[1:].copy()
-                for name, (field, block) in _INTERNALS[cell].items():
+                for name, (field, block) in cell.internals.items():
                     a = getattr(cache, field)
                     if block is None:
                         inside[f"L{l}.{name}"] = a[1:].copy()
                     else:
-                        H = a.shape[-1] // (4 if cell == "lstm" else 3)
+                        H = a.shape[-1] // cell.gates
                         inside[f"L{l}.{name}"] = a[..., block * H:(block + 1) * H].copy()
         yield Chunk(start=i, logits=logits, targets=Y[i:e].copy(), weights=Wt[i:e].copy(),
                     top=top.copy(), internals=inside,

@@ -4,10 +4,10 @@ File layout (safetensors): 8-byte little-endian header length n, n bytes of JSON
   arrays    param.<name>          the model parameters (W, U, V, b, c)
             optim.<slot>.<name>   optimizer state (Adam: m, v; SGD with momentum: buf)
             state.h               the hidden state carried into the next batch (B, H), if any
-                                  ((L, S, B, H) for stacked LSTM/GRU/RNN models: charnn.stack)
+                                  ((L, S, B, H) for stacked LSTM/GRU/RNN models: charnn.nn.network)
   metadata  (every value a JSON string) format, format_version, config, vocab, step, epoch,
             batch_index, chars_seen, wall_s, train_s, best_val_loss, optimizer, rng, corpus, unigram,
-            temperature (the output temperature fitted on held-out text, charnn.calibrate; 1 when absent)
+            temperature (the output temperature fitted on held-out text, charnn.eval.calibrate; 1 when absent)
 
 Loading validates before it allocates: the header's size is bounded and parsed by hand, the
 format version must not be newer than this code, and every array must be present with the shape
@@ -68,7 +68,7 @@ class Checkpoint:
     rng_state: dict[str, Any] | None = None   # np.random.Generator.bit_generator.state
     corpus: dict[str, Any] = field(default_factory=dict)   # path, chars, sha256, vocab_size
     unigram: list[int] | None = None     # character counts of the training split (eval baseline)
-    temperature: float = 1.0             # output temperature τ fitted on held-out text (charnn.calibrate)
+    temperature: float = 1.0             # output temperature τ fitted on held-out text (charnn.eval.calibrate)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -234,7 +234,7 @@ def model_shapes(cfg: Config, vocab_size: int) -> tuple[dict[str, tuple[int, ...
     """(parameter name -> shape, carried-state shape) of the model `cfg` describes.
 
     The seed's one-layer RNN has W, U, V, b, c and a (B, H) state; other cells and layer counts have
-    the stacked layout of `charnn.stack` (L{l}.W, L{l}.U, L{l}.b[, L{l}.bn], V, c) and an (L, S, B, H) state.
+    the stacked layout of `charnn.nn.network` (L{l}.W, L{l}.U, L{l}.b[, L{l}.bn], V, c) and an (L, S, B, H) state.
     """
     B, H = cfg.batch_size, cfg.hidden_size
     shapes = model.param_shapes(vocab_size, H, cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)

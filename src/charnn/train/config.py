@@ -47,7 +47,7 @@ class Config:
     max_steps: int = 0              # stop after this many optimizer steps in total; 0 = no limit
     max_minutes: float = 0.0        # stop after this many minutes of training steps (validation, samples and
                                     # checkpoint writes not counted); 0 = no limit. A cosine schedule then
-                                    # decays over these minutes instead of over the steps (charnn.schedule)
+                                    # decays over these minutes instead of over the steps (charnn.train.schedule)
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
@@ -67,7 +67,7 @@ class Config:
     min_lr: float = 0.0             # cosine schedule: the rate it decays to at the last step
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
     calibration_fraction: float = 0.0  # share of the text, at the start of the training split, held out of
-                                    # training to fit the output temperature on (charnn.calibrate); 0 = off
+                                    # training to fit the output temperature on (charnn.eval.calibrate); 0 = off
     # --- how the corpus is read ---------------------------------------------------------------
     encoding: str = "utf-8"         # text encoding of the corpus files
     byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding

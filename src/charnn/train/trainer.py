@@ -104,7 +104,7 @@ class TrainResult:
     samples: list[str] = field(default_factory=list)    # the epoch-end samples of this session
     stop_reason: str = "completed"   # completed | max_steps | max_minutes | stopped | already_finished
     wall_s: float = 0.0
-    temperature: float = 1.0         # the output temperature of the last validation (charnn.calibrate)
+    temperature: float = 1.0         # the output temperature of the last validation (charnn.eval.calibrate)
 
 
 # --------------------------------------------------------------------------------------------
