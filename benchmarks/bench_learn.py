@@ -25,8 +25,9 @@ validation split (the same text for both), in nats per character.
             copy     twin, started from the twin's own initial weights (a check of the benchmark:
                      the ratio must come out at 1.000 up to float rounding)
 
-            recipe   native+emb2h, the recipe found here (first as the prototype embed+emb2h):
-                     the engine's embedding with D = 2H
+            recipe   native, the recipe found here (first as the prototype embed): the engine's
+                     embedding as wide as the twin's (D = E = H); D = 2H (native+emb2h) led at
+                     H = 128 but trailed by 1-3% at H = 256
 
           a recipe may carry modifiers, '+'-separated: embD / embKh (embedding width D or K·H
           instead of E), esS (E ~ N(0, S²)), uS (no embedding; U trained as U/S and used as
@@ -251,7 +252,7 @@ def fold_into(th: dict[str, np.ndarray], cell: str, layers: int, *, embed: bool,
     return out
 
 
-ALIASES = {"recipe": "native+emb2h"}      # the recipe this benchmark found (benchmarks/LEARN_NOTES.md)
+ALIASES = {"recipe": "native"}      # the recipe this benchmark found (benchmarks/LEARN_NOTES.md)
 
 
 def parse_recipe(recipe: str, H: int, E: int) -> tuple[str, dict]:
