@@ -44,6 +44,11 @@ from .nn.reader import Chunk, evaluate, internal_names, read, stream_layout  # n
 PARAM_NAMES = SEED_NAMES
 
 
+def _fast_rnn_applies(params: Mapping[str, Any], masks: Sequence[Any] | None) -> bool:
+    """`charnn.nn.fast_rnn` computes the seed's one-hot model without dropout masks."""
+    return is_seed_rnn(params) and masks is None and "E" not in params
+
+
 def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None, *,
                    masks: Sequence[Any] | None = None,
                    weight_masks: Mapping[str, Any] | None = None) -> tuple[float, dict[str, Any], Any]:
@@ -64,7 +69,7 @@ def loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
         loss, grads, state = loss_and_grads(drop_weights(params, weight_masks), inputs, targets, h0, masks=masks)
         mask_grads(grads, weight_masks)
         return loss, grads, state
-    seed = is_seed_rnn(params) and masks is None and "E" not in params
+    seed = _fast_rnn_applies(params, masks)
     if seed:
         fused = fused_loss_and_grads(params, inputs, targets, h0)
         if fused is not None:
@@ -97,7 +102,7 @@ def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
     piece (no shards): for gradient checks and truncated-BPTT studies. Runs the implementation
     `loss_and_grads` would run, so a gradient check checks what training uses."""
     dropped = drop_weights(params, weight_masks)
-    if is_seed_rnn(params) and masks is None and "E" not in params and xp_of(params["V"]) is np:
+    if _fast_rnn_applies(params, masks) and xp_of(params["V"]) is np:
         stacked = h0 is not None and getattr(h0, "ndim", 2) == 4
         loss, cache = fast_rnn.forward(dropped, inputs, targets, h0[0, 0] if stacked else h0)
         grads, dh0 = fast_rnn.backward(dropped, cache)

@@ -78,14 +78,9 @@ def generate_text(params: Mapping[str, Any], vocab: Vocab, prompt: str, length: 
     Returns the generated characters only (without the prompt). Same rng state, same text.
     Raises SampleError for bad options and VocabError naming prompt characters outside `vocab`.
     """
-    texts = [""] * num_samples
     parts: list[list[str]] = [[] for _ in range(num_samples)]
     for chunk in stream_text(params, vocab, prompt, length, rng=rng, temperature=temperature, top_k=top_k,
                              greedy=greedy, num_samples=num_samples):
         for i, t in enumerate(chunk):
             parts[i].append(t)
-    if length == 0:
-        check_options(length=length, temperature=temperature, top_k=top_k, num_samples=num_samples)
-        vocab.encode(prompt)
-        return texts
     return ["".join(p) for p in parts]
