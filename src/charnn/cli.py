@@ -87,6 +87,43 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_gradcheck)
 
 
+def _cmd_gradflow(args: argparse.Namespace) -> int:
+    from .apps import gradflow
+    from .train import checkpoint
+
+    if args.offset < 0:
+        raise CLIError(f"--offset must be >= 0, got {args.offset}")
+    path = checkpoint.resolve(args.checkpoint)
+    ckpt = checkpoint.load(path)
+    layers = ckpt.config.layers
+    if not -layers <= args.layer < layers:
+        raise CLIError(f"--layer must be in [{-layers}, {layers - 1}] for this {layers}-layer model, got {args.layer}")
+    ids, what = gradflow.text_ids(ckpt, args.text)
+    flow = gradflow.window_flow(ckpt.params, ids, args.length, args.offset, args.layer)
+    label = f"{flow.cell} {layers}x{ckpt.config.hidden_size}"
+    gradflow.plot([(label, flow)], args.out, title=f"{what}, characters {args.offset}-{args.offset + flow.T}")
+    print(gradflow.summary(flow, label))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_gradflow(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gradflow", help="plot how far back the gradient reaches: ‖∂L_t/∂h_s‖ over a window of text",
+                       description="For a window of T characters, the norm of the gradient of each step's loss L_t "
+                                   "with respect to each earlier hidden state h_s (s <= t), computed with the "
+                                   "hand-written backward pass: a heatmap over (t, s) and ‖∂L_T/∂h_t‖ against T − t.")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--text", default=None, metavar="FILE",
+                   help="read the window from this text file [the run's validation split]")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="where to write the figure")
+    p.add_argument("--length", type=_positive_int, default=50, metavar="T",
+                   help="window length in characters (the cost grows as T³) [50]")
+    p.add_argument("--offset", type=int, default=0, metavar="N",
+                   help="start of the window in the text; the characters before it warm up the state [0]")
+    p.add_argument("--layer", type=int, default=-1, help="which layer's h; negative counts from the top [-1]")
+    p.set_defaults(func=_cmd_gradflow)
+
+
 # --------------------------------------------------------------------------------------------
 # train / sample / eval / info
 
@@ -548,7 +585,7 @@ class _Parser(argparse.ArgumentParser):
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck,
-    _add_experiment, _add_reproduce]
+    _add_experiment, _add_reproduce, _add_gradflow]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,12 +137,15 @@ def forward(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any = None
     return loss, Cache(x=x, y=y, ins=ins, caches=caches, masks=masks, top=top, probs=probs, state=sT, h0=h0)
 
 
-def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], Any]:
+def backward(params: Mapping[str, Any], cache: Cache, dlogits: Any = None) -> tuple[dict[str, Any], Any]:
     """Backward pass through the output layer, every layer and time: (grads keyed like params, dL/dh0).
 
     Output layer: do = (ŷ − 1[y]) / N, dV = Σ do top_tᵀ, dc = Σ do, dtop = Vᵀ do.
     Through dropout: dh = m ⊙ dtop. Per layer, from the cell's da: db = Σ da,
-    dU = Σ da inᵀ (a row scatter by character id for layer 0), d in = Uᵀ da for the layer below.
+    dU = Σ da inᵀ (a GEMM against the one-hot matrix for layer 0), d in = Uᵀ da for the layer below.
+
+    dlogits: another ∂ℓ/∂o (T·B, V), time-major, to propagate instead of the mean cross-entropy's,
+    e.g. nonzero at one step only for the gradient of that step's loss (`charnn.eval.gradflow`).
     """
     xp = xp_of(params["V"])
     V = params["V"]
@@ -150,9 +153,12 @@ def backward(params: Mapping[str, Any], cache: Cache) -> tuple[dict[str, Any], A
     x, y, probs = cache.x, cache.y, cache.probs
     T, B = x.shape
     N = T * B
-    do = probs
-    do[xp.arange(N), y] -= 1
-    do /= N
+    if dlogits is None:
+        do = probs
+        do[xp.arange(N), y] -= 1
+        do /= N
+    else:
+        do = xp.asarray(dlogits, dtype=probs.dtype).reshape(N, -1)
     top = cache.top.reshape(N, -1)
     grads: dict[str, Any] = {"V": do.T @ top, "c": do.sum(axis=0)}
     dh = xp.matmul(do, V, out=workspace.empty(xp, "dtop", (N, V.shape[1]), do.dtype)).reshape(T, B, -1)
