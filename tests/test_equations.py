@@ -576,6 +576,257 @@ def _():
 
 
 # --------------------------------------------------------------------------------------------
+# cells.md: the cells in column form per stream, against charnn.nn.cells (row form, time-major)
+
+def sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def cell_inputs(G: int, seed: int, Tn: int = 4, Bn: int = 2, Hn: int = 3):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 0.8, (Tn, Bn, G * Hn)), rng.normal(0, 0.5, (G * Hn, Hn)),
+            rng.uniform(-0.7, 0.7, (Bn, Hn)), rng.normal(0, 1, (Tn, Bn, Hn)), rng)
+
+
+@equation("C.1", "ae51012f6f10")
+def _():
+    """The stack's share for layer 1 of a 2-layer GRU: db, dU and the gradient handed to layer 0,
+    from the cell's δa (cells.gru_backward run here on the layer's own cache)."""
+    p = model.init_params(K, H, seed=30, dtype=np.float64, cell="gru", layers=2)
+    rng = np.random.default_rng(30)
+    xs, ys = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
+    loss, cache = network.forward(p, xs, ys)
+    grads, _ = network.backward(p, cache)
+    loss, cache = network.forward(p, xs, ys)           # again: backward consumed the buffers
+    do = cache.probs.copy()
+    do[np.arange(T * B), cache.y] -= 1
+    do /= T * B
+    dh1 = (do @ p["V"]).reshape(T, B, H)
+    da1, _, _, _ = cells.gru_backward(dh1, p["L1.W"], cache.caches[1])
+    ins = cache.ins[0]                                  # layer 1's input, (T, B, H)
+    db = sum(da1[t, j] for t in range(T) for j in range(B))
+    dU = sum(np.outer(da1[t, j], ins[t, j]) for t in range(T) for j in range(B))
+    np.testing.assert_allclose(grads["L1.b"], db, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grads["L1.U"], dU, rtol=1e-10, atol=1e-14)
+    d_in = np.einsum("gh,tbg->tbh", p["L1.U"], da1)     # Uᵀ δa, per step and stream
+    da0, dW0, _, _ = cells.gru_backward(d_in, p["L0.W"], cache.caches[0])
+    np.testing.assert_allclose(grads["L0.W"], dW0, rtol=1e-10, atol=1e-14)
+
+
+@equation("C.2", "8cdc82f4e941")
+def _():
+    a, W, h0, dh_up, _ = cell_inputs(1, 31)
+    Tn, Bn, Hn = dh_up.shape
+    hs, cache = cells.rnn_forward(a.copy(), W, h0)
+    da, dW, dh0 = cells.rnn_backward(dh_up.copy(), W, cache)
+    for j in range(Bn):
+        h = [h0[j]]
+        for t in range(Tn):
+            h.append(np.tanh(a[t, j] + W @ h[-1]))
+        np.testing.assert_allclose(hs[1:, j], np.array(h[1:]), rtol=1e-12)
+        d_next, dW_j = np.zeros(Hn), np.zeros((Hn, Hn))
+        for t in range(Tn, 0, -1):
+            d = (1 - h[t] ** 2) * (dh_up[t - 1, j] + W.T @ d_next)
+            np.testing.assert_allclose(da[t - 1, j], d, rtol=1e-11, atol=1e-14)
+            dW_j += np.outer(d, h[t - 1])
+            d_next = d
+        np.testing.assert_allclose(dh0[j], W.T @ d_next, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(dW, sum(np.outer(da[t, j], hs[t, j]) for t in range(Tn) for j in range(Bn)), rtol=1e-11)
+
+
+def lstm_column(a, W, h0, C0):
+    """(C.3) for one stream: per step the gates, C_t and h_t."""
+    Hn = len(h0)
+    out, h, C = [], h0, C0
+    for t in range(len(a)):
+        pre = a[t] + W @ h
+        i, f, w, g = sig(pre[:Hn]), sig(pre[Hn:2 * Hn]), sig(pre[2 * Hn:3 * Hn]), np.tanh(pre[3 * Hn:])
+        C_new = f * C + i * g
+        h_new = w * np.tanh(C_new)
+        out.append(dict(i=i, f=f, w=w, g=g, C=C_new, C_prev=C, h=h_new, h_prev=h))
+        h, C = h_new, C_new
+    return out
+
+
+@equation("C.3", "32c7363c6945")
+def _():
+    a, W, h0, _, rng = cell_inputs(4, 32, Tn=6)          # T > 4: the compiled kernels run
+    C0 = rng.uniform(-0.7, 0.7, h0.shape)
+    hs, cache = cells.lstm_forward(a.copy(), W, h0, C0)
+    for j in range(h0.shape[0]):
+        steps = lstm_column(a[:, j], W, h0[j], C0[j])
+        np.testing.assert_allclose(hs[1:, j], [s_["h"] for s_ in steps], rtol=1e-12)
+        np.testing.assert_allclose(cache.cs[1:, j], [s_["C"] for s_ in steps], rtol=1e-12)
+
+
+@equation("C.4", "ff771a0a3603")
+def _():
+    for Tn in (3, 6):                                    # the NumPy path and the compiled kernel
+        a, W, h0, dh_up, rng = cell_inputs(4, 33, Tn=Tn)
+        C0 = rng.uniform(-0.7, 0.7, h0.shape)
+        hs, cache = cells.lstm_forward(a.copy(), W, h0, C0)
+        da, dW, dh0, dC0 = cells.lstm_backward(dh_up.copy(), W, cache)
+        Hn = h0.shape[1]
+        for j in range(h0.shape[0]):
+            st = lstm_column(a[:, j], W, h0[j], C0[j])
+            dC_next, f_next, rec = np.zeros(Hn), np.zeros(Hn), np.zeros(Hn)
+            for t in range(Tn, 0, -1):
+                s_ = st[t - 1]
+                dh = dh_up[t - 1, j] + rec
+                tc = np.tanh(s_["C"])
+                dC = dh * s_["w"] * (1 - tc ** 2) + dC_next * f_next
+                d = np.concatenate([dC * s_["g"] * s_["i"] * (1 - s_["i"]), dC * s_["C_prev"] * s_["f"] * (1 - s_["f"]),
+                                    dh * tc * s_["w"] * (1 - s_["w"]), dC * s_["i"] * (1 - s_["g"] ** 2)])
+                np.testing.assert_allclose(da[t - 1, j], d, rtol=1e-10, atol=1e-13)
+                rec, dC_next, f_next = W.T @ d, dC, s_["f"]
+            np.testing.assert_allclose(dh0[j], rec, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(dC0[j], dC_next * f_next, rtol=1e-10, atol=1e-13)
+
+
+def gru_column(a, W, bn, h0):
+    Hn = len(h0)
+    out, h = [], h0
+    for t in range(len(a)):
+        q = W @ h
+        r, u = sig(a[t, :Hn] + q[:Hn]), sig(a[t, Hn:2 * Hn] + q[Hn:2 * Hn])
+        qh = q[2 * Hn:] + bn
+        n = np.tanh(a[t, 2 * Hn:] + r * qh)
+        h_new = (1 - u) * n + u * h
+        out.append(dict(r=r, u=u, qh=qh, n=n, h=h_new, h_prev=h))
+        h = h_new
+    return out
+
+
+@equation("C.5", "4b826b1b4b05")
+def _():
+    a, W, h0, _, rng = cell_inputs(3, 34)
+    bn = rng.normal(0, 0.5, h0.shape[1])
+    hs, _ = cells.gru_forward(a.copy(), W, bn, h0)
+    for j in range(h0.shape[0]):
+        np.testing.assert_allclose(hs[1:, j], [s_["h"] for s_ in gru_column(a[:, j], W, bn, h0[j])], rtol=1e-12)
+
+
+@equation("C.6", "88361774908d")
+def _():
+    a, W, h0, dh_up, rng = cell_inputs(3, 35)
+    bn = rng.normal(0, 0.5, h0.shape[1])
+    Tn, Hn = a.shape[0], h0.shape[1]
+    hs, cache = cells.gru_forward(a.copy(), W, bn, h0)
+    da, dW, dbn, dh0 = cells.gru_backward(dh_up.copy(), W, cache)
+    dW_want, dbn_want = np.zeros_like(W), np.zeros(Hn)
+    for j in range(h0.shape[0]):
+        st = gru_column(a[:, j], W, bn, h0[j])
+        dh = dh_up[Tn - 1, j]
+        for t in range(Tn, 0, -1):
+            s_ = st[t - 1]
+            dn = dh * (1 - s_["u"]) * (1 - s_["n"] ** 2)
+            du = dh * (s_["h_prev"] - s_["n"]) * s_["u"] * (1 - s_["u"])
+            dr = dn * s_["qh"] * s_["r"] * (1 - s_["r"])
+            dq = dn * s_["r"]
+            np.testing.assert_allclose(da[t - 1, j], np.concatenate([dr, du, dn]), rtol=1e-10, atol=1e-13)
+            rec = np.concatenate([dr, du, dq])
+            dW_want += np.outer(rec, s_["h_prev"])
+            dbn_want += dq
+            dh = (dh_up[t - 2, j] if t > 1 else 0) + dh * s_["u"] + W.T @ rec
+        np.testing.assert_allclose(dh0[j], dh, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dW, dW_want, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dbn, dbn_want, rtol=1e-10, atol=1e-13)
+
+
+@equation("C.7", "90af1b851227")
+def _():
+    """A 1-layer RNN with a mask before the output layer: the loss of o_t = V(ξ ⊙ h_t) + c, and
+    ∂L/∂V = Σ δo (ξ ⊙ h)ᵀ; the masks are 0 or 1/(1 − p)."""
+    p = model.init_params(K, H, seed=36, dtype=np.float64, cell="rnn", layers=2)
+    rng = np.random.default_rng(36)
+    xs, ys = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
+    masks = model.dropout_masks(rng, 0.4, 2, T, B, H, np.float64)
+    assert set(np.unique(np.concatenate([m.ravel() for m in masks]))) <= {0.0, 1 / 0.6}
+    loss, grads, _ = model.loss_and_grads(p, xs, ys, masks=masks)
+    total, dV = 0.0, np.zeros_like(p["V"])
+    for j in range(B):
+        h = [np.zeros(H), np.zeros(H)]
+        for t in range(T):
+            inp = onehot(xs[j, t])
+            for l in range(2):
+                h[l] = np.tanh(p[f"L{l}.U"] @ inp + p[f"L{l}.b"] + p[f"L{l}.W"] @ h[l])
+                inp = masks[l][t, j] * h[l]                # in^{l+1} = ξ^l ⊙ h^l; the top one feeds V
+            yhat = softmax(p["V"] @ inp + p["c"])
+            total -= np.log(yhat[ys[j, t]])
+            dV += np.outer((yhat - onehot(ys[j, t])) / (B * T), inp)
+    assert math.isclose(loss, total / (B * T), rel_tol=1e-12)
+    np.testing.assert_allclose(grads["V"], dV, rtol=1e-10, atol=1e-14)
+
+
+@equation("C.8", "453a2b5dd521")
+def _():
+    p = model.init_params(K, H, seed=37, dtype=np.float64, cell="lstm")
+    rng = np.random.default_rng(37)
+    xs, ys = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
+    M = model.weight_drop_masks(rng, 0.3, p)
+    loss, grads, _ = model.loss_and_grads(p, xs, ys, weight_masks=M)
+    tilde = {k: (M[k] * v if k in M else v) for k, v in p.items()}
+    loss_t, grads_t, _ = model.loss_and_grads(tilde, xs, ys)
+    assert math.isclose(loss, loss_t, rel_tol=1e-12)
+    for k in M:
+        np.testing.assert_allclose(grads[k], M[k] * grads_t[k], rtol=1e-12, atol=1e-15)
+
+
+@equation("C.9", "3c5cf415dbad")
+def _():
+    p = model.init_params(K, H, seed=38, dtype=np.float64, cell="gru", embed=3)
+    rng = np.random.default_rng(38)
+    xs, ys = rng.integers(0, K, (B, T)), rng.integers(0, K, (B, T))
+    loss, grads, _ = model.loss_and_grads(p, xs, ys)
+    pre = model.prefixes(p)[0]
+    onehot_p = {k: v for k, v in p.items() if k != "E"}
+    onehot_p[pre + "U"] = p[pre + "U"] @ p["E"].T         # U⁰ E[x] is column x of U⁰ Eᵀ
+    loss1, grads1, _ = model.loss_and_grads(onehot_p, xs, ys)
+    assert math.isclose(loss, loss1, rel_tol=1e-12)
+    dUx = grads1[pre + "U"]
+    np.testing.assert_allclose(grads[pre + "U"], dUx @ p["E"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(grads["E"], dUx.T @ p[pre + "U"], rtol=1e-10, atol=1e-14)
+
+
+@equation("C.10", "0ee97dc77a2c")
+def _():
+    p, rng = seed_model(39)
+    ids = rng.integers(0, K, 300)
+    tau = 1.3
+    total, n, _ = model.evaluate(calibrate.apply(p, tau), ids)
+    hs, yhat = column_forward(p, ids[:-1], np.zeros(H))
+    want = np.mean([-np.log(softmax((p["V"] @ hs[t] + p["c"]) / tau)[ids[t]]) for t in range(1, len(ids))])
+    assert math.isclose(total / n, want, rel_tol=1e-10)
+    o = rng.normal(0, 1, (400, K)) * 2
+    y = np.array([np.searchsorted(np.cumsum(softmax(row / 1.6)), rng.random()) for row in o])
+    y = np.minimum(y, K - 1)
+    fitted = calibrate.fit_temperature(o, y)
+    betas = np.linspace(0.2, 5, 4801)
+    L = [np.mean(np.log(np.exp(b_ * o).sum(axis=1)) - b_ * o[np.arange(400), y]) for b_ in betas]
+    assert abs(1 / fitted - betas[int(np.argmin(L))]) < 2e-3
+
+
+@equation("C.11", "7cd086f6c46f")
+def _():
+    p, rng = seed_model(40)
+    ids = rng.integers(0, K, 40)
+    size, theta = 6, 3.0
+    p_model, p_cache = cache_probs = __import__("charnn.eval.cache", fromlist=["cache_probs"]).cache_probs(
+        p, ids, size=size, thetas=[theta])
+    hs, yhat = column_forward(p, ids[:-1], np.zeros(H))
+    for t in range(1, len(ids)):
+        y = ids[t]
+        assert math.isclose(p_model[t - 1], yhat[t][y], rel_tol=1e-10)
+        window = range(max(1, t - size), t)
+        if not window:
+            continue
+        cos = np.array([hs[t] @ hs[i] / np.linalg.norm(hs[t]) / np.linalg.norm(hs[i]) for i in window])
+        alpha = softmax(theta * cos)
+        want = sum(a_ for a_, i in zip(alpha, window) if ids[i] == y)
+        assert math.isclose(p_cache[0, t - 1], want, rel_tol=1e-9, abs_tol=1e-15), t
+
+
+# --------------------------------------------------------------------------------------------
 # after every @equation above (and below it nothing): one test per numbered equation
 
 @pytest.mark.parametrize("tag", sorted(TESTS))
