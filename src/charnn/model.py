@@ -2,10 +2,11 @@
 
 The seed's model, and the default (`init_params(vocab_size, hidden_size, seed=...)`):
 
-    h_t = tanh(W h_{t-1} + U x_t + b)        W: (H, H)   U: (H, V)   b: (H,)
-    o_t = V h_t + c                          V: (V, H)   c: (V,)
+    h_t = tanh(W h_{t-1} + U x_t + b)        W: (H, H)   U: (H, K)   b: (H,)
+    o_t = V h_t + c                          V: (K, H)   c: (K,)
     ŷ_t = softmax(o_t)
-    L   = (1 / (B T)) Σ_{b,t} -log ŷ_t[y_t]   mean cross-entropy, nats per predicted character
+    L   = (1 / (B T)) Σ_{j,t} -log ŷ_t[y_t]   mean over streams j and steps t, nats per character
+(Notation of docs/derivation.md, section 1: K is the vocabulary size, V the output matrix.)
 
 with the backward pass through time (the seed's formulas, transposes written out):
 

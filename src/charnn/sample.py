@@ -1,11 +1,11 @@
 """Text from a trained model: prime the hidden state with a prompt, then draw characters.
 
     h_0 = 0,  h_t = tanh(W h_{t-1} + U x_t + b)   over the prompt's characters x_1..x_m
-    then repeatedly  o = V h + c,  next ~ softmax(o / T)  (or argmax when greedy),  feed it back.
+    then repeatedly  o = V h + c,  next ~ softmax(o / τ)  (τ the temperature; argmax when greedy),  feed it back.
 
 The prompt's last character is the first input of the generation loop (`charnn.model.Generation`),
 so the first generated character is predicted from the whole prompt. An empty prompt starts from
-h = 0 and draws the first character from softmax(c / T). `stream_text` hands the text out in
+h = 0 and draws the first character from softmax(c / τ). `stream_text` hands the text out in
 chunks as it is drawn; `generate_text` returns it whole (the same characters for the same rng).
 """
 from __future__ import annotations

@@ -110,7 +110,7 @@ def grad_flow(params: Mapping[str, Any], ids: Any, h0: Any = None, *, layer: int
         y = np.broadcast_to(ids[s + 1:], (n, n))
         start = np.ascontiguousarray(np.repeat(states[:, :, s:s + 1], n, axis=2))   # (L, S, n, H)
         _, cache = network.forward(params, x, y, start)
-        probs = cache.probs.reshape(n, n, -1)    # (step j, copy k, V), time-major
+        probs = cache.probs.reshape(n, n, -1)    # (step j, copy k, K), time-major
         k = np.arange(n)
         dlogits = np.zeros_like(probs)
         dlogits[k, k] = probs[k, k]               # copy k: only its own step t = s + 1 + k

@@ -2,14 +2,15 @@
 
 Model (column-vector form, as in the seed document; x_t is the one-hot vector of character t):
 
-    h_t = tanh(W h_{t-1} + U x_t + b)        W: (H, H)   U: (H, V)   b: (H,)
-    o_t = V h_t + c                          V: (V, H)   c: (V,)
+    h_t = tanh(W h_{t-1} + U x_t + b)        W: (H, H)   U: (H, K)   b: (H,)
+    o_t = V h_t + c                          V: (K, H)   c: (K,)
     ŷ_t = softmax(o_t)
-    L   = (1 / (B T)) Σ_{b,t} -log ŷ_t[y_t]   mean cross-entropy, nats per predicted character
+    L   = (1 / (B T)) Σ_{j,t} -log ŷ_t[y_t]   mean over streams j and steps t, nats per character
+(Notation of docs/derivation.md, section 1: K is the vocabulary size, V the output matrix.)
 
 Backward pass (the seed's formulas, with the transposes written out correctly):
 
-    dL/do_t = (ŷ_t − 1[y_t]) / (B T)                                softmax + cross-entropy
+    dL/do_t = (ŷ_t − 1[y_t]) / (B T)                                softmax + cross-entropy (4.3)
     dL/dh_t = Vᵀ dL/do_t + Wᵀ dz_{t+1}                              dz_{T+1} = 0
     dz_t    = (1 − h_t²) ⊙ dL/dh_t                                   through tanh
     dc = Σ_t dL/do_t     dV = Σ_t dL/do_t h_tᵀ
@@ -20,13 +21,13 @@ How it is computed fast (batch of B sequences, row-vector form, time-major):
     forward:   U x_t + b for all t at once is a row gather of (Uᵀ + b) by the input ids: a column
                lookup of U, never a one-hot product; then per step h_t = tanh(h_{t-1} Wᵀ + (U x_t + b)).
     backward:  stacked "augmented" rows turn the backward affine maps into single matrix products,
-               with a_t = [h_{t-1} | x_tᵀ | 1]  (1 × (H+V+1)) stored alongside h for the gradients:
-               g_t = [dL/do_{t-1} | dz_t]  (1 × (V+H))        R = [V; W]       ((V+H) × H)
-               dL/dh_t = g_{t+1} R          Vᵀ do_t + Wᵀ dz_{t+1} in one GEMM
-    gradients: Σ_t g_tᵀ a_t = [[dV, ·, dc], [dW, dU, db]]       all five in one GEMM over B(T+1) rows
+               with, for rows k = 0..T (docs/derivation.md, appendix B; x_{T+1} = 0, do_0 = 0, dz_{T+1} = 0)
+               ā_k = [h_k | x_{k+1}ᵀ | 1]  (1 × (H+K+1)) stored alongside h for the gradients,
+               g_k = [dL/do_k | dz_{k+1}]  (1 × (K+H))        R = [V; W]       ((K+H) × H)
+               dL/dh_k = g_k R              Vᵀ do_k + Wᵀ dz_{k+1} in one GEMM (k = 0: dL/dh_0)
+    gradients: Σ_k g_kᵀ ā_k = [[dV, ·, dc], [dW, dU, db]]       all five in one GEMM over B(T+1) rows
 
-(the a_t and g_t rows are indexed so that row k pairs dz_k and do_{k-1} with h_{k-1}; the block
-marked · is unused). The rows live in hx (T+1, B, H+V+1) and g (T+1, B, V+H), kept between
+(the block marked · is unused; in the 0-based arrays, x[k] is x_{k+1}). The rows live in hx (T+1, B, H+V+1) and g (T+1, B, V+H), kept between
 training steps by `charnn.nn.workspace`; the only Python loops run over T and do one GEMM plus two
 (forward) or three (backward) in-place element-wise ops per step. The mean's 1/(B T) is applied
 once to the small gradient matrix instead of to every dL/do.

@@ -1,4 +1,4 @@
-"""The one generation loop: read the last character, draw the next from softmax(o / T), repeat.
+"""The one generation loop: read the last character, draw the next from softmax(o / τ), repeat.
 
     state ← cell(U x + b, state; W) through every layer,   o = V h^{L−1} + c
     next ~ softmax(o / temperature)  (restricted to the top_k largest when top_k > 0; argmax when greedy)
@@ -32,7 +32,7 @@ MAX_CHUNK = 1 << 16
 
 
 def step(params: Mapping[str, Any], state: Any, x: Any) -> tuple[Any, Any]:
-    """One time step: (new state, logits (B, V)) after reading ids x (B,) from `state` (params' layout)."""
+    """One time step: (new state, logits (B, K)) after reading ids x (B,) from `state` (params' layout)."""
     xp = xp_of(params["V"])
     x = xp.asarray(x)
     s = internal_state(params, state, x.shape[0])
@@ -42,7 +42,7 @@ def step(params: Mapping[str, Any], state: Any, x: Any) -> tuple[Any, Any]:
 
 def draw(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0, top_k: int = 0,
          greedy: bool = False) -> np.ndarray:
-    """Next ids (B,) from logits (B, V): argmax, or an inverse-CDF draw from softmax(logits / T) (top-k)."""
+    """Next ids (B,) from logits (B, K): argmax, or an inverse-CDF draw from softmax(logits / τ) (top-k)."""
     if greedy:
         return logits.argmax(axis=1)
     return draw_with(logits, rng.random(logits.shape[0]), temperature=temperature, top_k=top_k)

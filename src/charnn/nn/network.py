@@ -44,7 +44,7 @@ class Cache:
     caches: list = field(default_factory=list)    # each layer's cell cache
     masks: Sequence[Any] | None = None            # dropout masks (T, B, H) per layer, or None
     top: Any = None                               # (T, B, H): input of the output projection
-    probs: Any = None                             # (T·B, V) softmax outputs
+    probs: Any = None                             # (T·B, K) softmax outputs
     state: Any = None                             # final state (L, S, B, H)
     h0: Any = None                                # the initial state as given (its layout is the answer's)
 
@@ -60,7 +60,7 @@ def _gather_rows(xp: Any, table: Any, x: Any, name: str) -> Any:
 
 
 def input_table(params: Mapping[str, Any]) -> Any:
-    """Row v: the first layer's input projection of character v without its bias, (V, G·H):
+    """Row v: the first layer's input projection of character v without its bias, (K, G·H):
     Uᵀ for one-hot input, E Uᵀ with an input embedding E (V, D)."""
     xp = xp_of(params["V"])
     U = params[prefixes(params)[0] + "U"]
@@ -144,7 +144,7 @@ def backward(params: Mapping[str, Any], cache: Cache, dlogits: Any = None) -> tu
     Through dropout: dh = m ⊙ dtop. Per layer, from the cell's da: db = Σ da,
     dU = Σ da inᵀ (a GEMM against the one-hot matrix for layer 0), d in = Uᵀ da for the layer below.
 
-    dlogits: another ∂ℓ/∂o (T·B, V), time-major, to propagate instead of the mean cross-entropy's,
+    dlogits: another ∂ℓ/∂o (T·B, K), time-major, to propagate instead of the mean cross-entropy's,
     e.g. nonzero at one step only for the gradient of that step's loss (`charnn.eval.gradflow`).
     """
     xp = xp_of(params["V"])

@@ -34,7 +34,7 @@ class Chunk:
     """
 
     start: int                 # row of the layout this chunk starts at (position in the text when streams = 1)
-    logits: Any                # (T, S, V)  o_t = V h_t + c
+    logits: Any                # (T, S, K)  o_t = V h_t + c
     targets: Any               # (T, S)     the character that follows
     weights: Any               # (T, S)     1 where a prediction counts, 0 on burn-in and padding
     top: Any                   # (T, S, H)  h of the top layer (the output projection's input)
