@@ -832,3 +832,12 @@ def _():
 @pytest.mark.parametrize("tag", sorted(TESTS))
 def test_equation(tag):
     TESTS[tag]()
+
+
+def test_the_initialisation_figures_the_derivation_states():
+    """Section 8: σ_max(W) = 1.14 and ρ(W) = 0.61 at charnn's initialisation of the seed model."""
+    text = PAGES["derivation"].read_text(encoding="utf-8")
+    assert "$\\sigma_{\\max}(W) = 1.14$ but $\\rho(W) = 0.61$" in text
+    W = model.init_params(65, 256, seed=42, dtype=np.float64)["W"]
+    assert round(float(np.linalg.svd(W, compute_uv=False)[0]), 2) == 1.14
+    assert round(float(np.abs(np.linalg.eigvals(W)).max()), 2) == 0.61
