@@ -827,7 +827,7 @@ def _():
 
 
 # --------------------------------------------------------------------------------------------
-# after every @equation above (and below it nothing): one test per numbered equation
+# one test per numbered equation (every @equation above is registered by now)
 
 @pytest.mark.parametrize("tag", sorted(TESTS))
 def test_equation(tag):

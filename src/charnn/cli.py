@@ -397,7 +397,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", default=None, metavar="TEXT", help="text that primes the hidden state (default: the run's prompt; "
                    "'' starts from h = 0)")
     p.add_argument("--length", type=_whole, default=300, metavar="N", help="characters to generate after the prompt [300]")
-    p.add_argument("--temperature", type=_finite_float, default=None, metavar="T",
+    p.add_argument("--temperature", type=_finite_float, default=None, metavar="TAU",
                    help="softmax temperature > 0 (default: the run's, 1.5 for the seed)")
     p.add_argument("--seed", type=_whole, default=None, metavar="S", help="sampling seed (default: the run's seed)")
     p.add_argument("--top-k", type=_whole, default=None, metavar="K", help="sample only among the K most likely characters")
@@ -441,7 +441,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="loss of a checkpoint on the validation split or a given text",
                        description="Mean loss over the whole validation split of the run's corpus (or over "
                                    "the text at --data), hidden state carried through it: nats/char, bits/char, "
-                                   "perplexity, next to the uniform (ln V) and unigram baselines.")
+                                   "perplexity, next to the uniform (ln K, K the vocabulary size) and unigram baselines.")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--data", default=None, metavar="PATH", help="evaluate on this text file (or folder) instead")
     p.add_argument("--json", action="store_true",

@@ -2,7 +2,7 @@
 
     loss        = (1/N) Σ_t −ln ŷ_t[y_t]       nats per character, h carried through the whole text
     bits/char   = loss / ln 2                   perplexity = e^loss
-    uniform     = ln V                          a model that knows only the vocabulary size
+    uniform     = ln K                          a model that knows only the vocabulary size K
     unigram     = (1/N) Σ_t −ln p(y_t)          p = add-one-smoothed character frequencies of the
                                                 training split: a model with no memory at all
     with cache  = the same model plus a continuous cache over its last K states (`charnn.eval.cache`),
