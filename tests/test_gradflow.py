@@ -167,6 +167,7 @@ def test_cli_reads_the_validation_text_by_default(run, tmp_path):
     (["--layer", "5"], "--layer"),
     (["--text", "MISSING"], "MISSING"),
     (["--offset", "-1"], "--offset"),
+    (["--offset", "999999"], "offset"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(run, tmp_path, extra, needle):
     extra = [str(tmp_path / a) if a == "MISSING" else a for a in extra]
@@ -180,3 +181,18 @@ def test_cli_text_with_unknown_characters(run, tmp_path):
     text.write_text("ab€cd" * 10, encoding="utf-8")
     res = charnn("gradflow", run / "run", "--text", text, "--out", tmp_path / "f.png")
     assert_user_error(res)
+
+
+@pytest.mark.parametrize("name,needle", [("flow.jpg", ".png"), ("nowhere/flow.png", "no such folder")])
+def test_cli_bad_out_is_refused_before_any_work(run, tmp_path, name, needle):
+    res = charnn("gradflow", run / "run", "--out", tmp_path / name)
+    assert_user_error(res, needle)
+
+
+def test_float32_parameters():
+    p, h0, ids = setup("lstm", 2)
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    f64 = gradflow.grad_flow(p, ids, h0)
+    f32 = gradflow.grad_flow(p32, ids, h0.astype(np.float32))
+    finite = np.isfinite(f64.norms)
+    np.testing.assert_allclose(f32.norms[finite], f64.norms[finite], rtol=1e-4)

@@ -93,6 +93,11 @@ def _cmd_gradflow(args: argparse.Namespace) -> int:
 
     if args.offset < 0:
         raise CLIError(f"--offset must be >= 0, got {args.offset}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise CLIError(f"--out must name a .png file, got {args.out}")
+    if not out.parent.is_dir():
+        raise CLIError(f"--out: no such folder: {out.parent}")
     path = checkpoint.resolve(args.checkpoint)
     ckpt = checkpoint.load(path)
     layers = ckpt.config.layers
