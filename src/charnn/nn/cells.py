@@ -145,14 +145,15 @@ class LSTMCache:
 
 
 def lstm_forward(a: Any, W: Any, h0: Any, c0: Any, *, ws: str = "") -> tuple[Any, LSTMCache]:
-    """LSTM over T steps, gate order (i, f, o, g); a_t = U x_t + b precomputed, a: (T, B, 4H) consumed.
+    """LSTM over T steps, gate order (i, f, ω, g); a_t = U x_t + b precomputed, a: (T, B, 4H) consumed.
 
-        [a_i, a_f, a_o, a_g] = a_t + W h_{t-1}
-        i = σ(a_i)   f = σ(a_f)   o = σ(a_o)   g = tanh(a_g)
-        c_t = f ⊙ c_{t-1} + i ⊙ g
-        h_t = o ⊙ tanh(c_t)
+        [â_i, â_f, â_ω, â_g] = a_t + W h_{t-1}
+        i = σ(â_i)   f = σ(â_f)   ω = σ(â_ω)   g = tanh(â_g)
+        C_t = f ⊙ C_{t-1} + i ⊙ g
+        h_t = ω ⊙ tanh(C_t)                           docs/cells.md (C.3)
 
-    Returns (hs (T+1, B, H), cache); the final cell state is cache.cs[-1].
+    (docs/derivation.md's notation: C the cell state, ω the output gate; the code's names are cs
+    and the "o" block.) Returns (hs (T+1, B, H), cache); the final cell state is cache.cs[-1].
     """
     xp = xp_of(W)
     T, B, G = a.shape
@@ -198,12 +199,13 @@ def lstm_forward(a: Any, W: Any, h0: Any, c0: Any, *, ws: str = "") -> tuple[Any
 def lstm_backward(dhs: Any, W: Any, cache: LSTMCache, *, ws: str = "") -> tuple[Any, Any, Any, Any]:
     """Back through time: (da (T, B, 4H), dW, dh0, dc0); dhs[t-1] = dL/dh_t from above (consumed).
 
-    With dh = dL/dh_t (from above + W-path from step t+1) and dc = dL/dc_t carried from t+1:
+    With dh = dL/dh_t (from above + W-path from step t+1) and dc = dL/dC_t carried from t+1
+    (docs/cells.md (C.4)):
 
-        dc  += dh ⊙ o ⊙ (1 − tanh²(c_t))
-        da_i = dc ⊙ g ⊙ i(1 − i)        da_f = dc ⊙ c_{t-1} ⊙ f(1 − f)
-        da_o = dh ⊙ tanh(c_t) ⊙ o(1 − o) da_g = dc ⊙ i ⊙ (1 − g²)
-        dL/dc_{t-1} = dc ⊙ f            dL/dh_{t-1} (recurrent part) = Wᵀ da_t
+        dc  += dh ⊙ ω ⊙ (1 − tanh²(C_t))
+        da_i = dc ⊙ g ⊙ i(1 − i)        da_f = dc ⊙ C_{t-1} ⊙ f(1 − f)
+        da_ω = dh ⊙ tanh(C_t) ⊙ ω(1 − ω) da_g = dc ⊙ i ⊙ (1 − g²)
+        dL/dC_{t-1} = dc ⊙ f            dL/dh_{t-1} (recurrent part) = Wᵀ da_t
         dW = Σ_t da_t h_{t-1}ᵀ
 
     The gate buffer of the cache is overwritten with da and returned.
@@ -267,12 +269,15 @@ class GRUCache:
 
 
 def gru_forward(a: Any, W: Any, bn: Any, h0: Any, *, ws: str = "") -> tuple[Any, GRUCache]:
-    """GRU over T steps in PyTorch's form, gate order (r, z, n); a: (T, B, 3H) consumed.
+    """GRU over T steps in PyTorch's form, gate order (r, u, n); a: (T, B, 3H) consumed.
 
-        [a_r, a_z, a_n] = a_t (= U x_t + b),   [q_r, q_z, q_n] = W h_{t-1}
-        r = σ(a_r + q_r)   z = σ(a_z + q_z)
+        [a_r, a_u, a_n] = a_t (= U x_t + b),   [q_r, q_u, q_n] = W h_{t-1}
+        r = σ(a_r + q_r)   u = σ(a_u + q_u)
         n = tanh(a_n + r ⊙ (q_n + bn))
-        h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}  =  n + z ⊙ (h_{t-1} − n)
+        h_t = (1 − u) ⊙ n + u ⊙ h_{t-1}  =  n + u ⊙ (h_{t-1} − n)      docs/cells.md (C.5)
+
+    u is the update gate (PyTorch's and the code's z; docs/derivation.md keeps z for the tanh
+    cell's pre-activation).
     """
     xp = xp_of(W)
     T, B, G = a.shape
@@ -306,12 +311,12 @@ def gru_backward(dhs: Any, W: Any, cache: GRUCache, *, ws: str = "") -> tuple[An
 
     With dh = dL/dh_t (from above + recurrent path from step t+1):
 
-        dn̂ = dh ⊙ (1 − z) ⊙ (1 − n²)                 gradient at n's pre-activation (= da_n)
-        dẑ = dh ⊙ (h_{t-1} − n) ⊙ z(1 − z)            (= da_z = dq_z)
+        dn̂ = dh ⊙ (1 − u) ⊙ (1 − n²)                 gradient at n's pre-activation (= da_n)
+        dû = dh ⊙ (h_{t-1} − n) ⊙ u(1 − u)            (= da_u = dq_u)
         dr̂ = dn̂ ⊙ (W_n h_{t-1} + b_hn) ⊙ r(1 − r)   (= da_r = dq_r)
         dq_n = dn̂ ⊙ r                                 gradient at W_n h_{t-1}, and at b_hn
-        dL/dh_{t-1} = dh ⊙ z + Wᵀ [dr̂, dẑ, dq_n]
-        dW = Σ_t [dr̂, dẑ, dq_n]_t h_{t-1}ᵀ           dbn = Σ_t dq_n
+        dL/dh_{t-1} = dh ⊙ u + Wᵀ [dr̂, dû, dq_n]      docs/cells.md (C.6)
+        dW = Σ_t [dr̂, dû, dq_n]_t h_{t-1}ᵀ           dbn = Σ_t dq_n
 
     The input side (U, b, the layer below) sees da = [dr̂, dẑ, dn̂], returned in the gate buffer.
     """
