@@ -165,6 +165,7 @@ def test_cli_reads_the_validation_text_by_default(run, tmp_path):
 @pytest.mark.parametrize("extra,needle", [
     (["--length", "0"], "--length"),
     (["--layer", "5"], "--layer"),
+    (["--layer", "top"], "--layer"),
     (["--text", "MISSING"], "MISSING"),
     (["--offset", "-1"], "--offset"),
     (["--offset", "999999"], "offset"),
@@ -196,3 +197,14 @@ def test_float32_parameters():
     f32 = gradflow.grad_flow(p32, ids, h0.astype(np.float32))
     finite = np.isfinite(f64.norms)
     np.testing.assert_allclose(f32.norms[finite], f64.norms[finite], rtol=1e-4)
+
+
+def test_cli_every_layer_of_a_stacked_lstm(tmp_path):
+    corpus = write_corpus(tmp_path, 3000)
+    res = charnn("train", "--data", corpus, "--out", tmp_path / "run", "--cell", "lstm", "--layers", "2",
+                 "--max-steps", "2", *SMALL)
+    assert res.rc == 0, res.err
+    res = charnn("gradflow", tmp_path / "run", "--layer", "all", "--length", "6", "--out", tmp_path / "f.png")
+    assert res.rc == 0, res.err
+    assert "lstm 2x16: layer 0" in res.out and "lstm 2x16: layer 1" in res.out
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

@@ -101,13 +101,22 @@ def _cmd_gradflow(args: argparse.Namespace) -> int:
     path = checkpoint.resolve(args.checkpoint)
     ckpt = checkpoint.load(path)
     layers = ckpt.config.layers
-    if not -layers <= args.layer < layers:
-        raise CLIError(f"--layer must be in [{-layers}, {layers - 1}] for this {layers}-layer model, got {args.layer}")
+    if args.layer == "all":
+        which = list(range(layers))
+    else:
+        try:
+            which = [int(args.layer)]
+        except ValueError:
+            raise CLIError(f"--layer must be a layer number or 'all', got {args.layer!r}") from None
+        if not -layers <= which[0] < layers:
+            raise CLIError(f"--layer must be in [{-layers}, {layers - 1}] for this {layers}-layer model, got {which[0]}")
     ids, what = gradflow.text_ids(ckpt, args.text)
-    flow = gradflow.window_flow(ckpt.params, ids, args.length, args.offset, args.layer)
-    label = f"{flow.cell} {layers}x{ckpt.config.hidden_size}"
-    gradflow.plot([(label, flow)], args.out, title=f"{what}, characters {args.offset}-{args.offset + flow.T}")
-    print(gradflow.summary(flow, label))
+    name = f"{ckpt.config.cell} {layers}x{ckpt.config.hidden_size}"
+    flows = [(name, gradflow.window_flow(ckpt.params, ids, args.length, args.offset, layer)) for layer in which]
+    T = flows[0][1].T
+    gradflow.plot(flows, args.out, title=f"{what}, characters {args.offset}-{args.offset + T}")
+    for label, flow in flows:
+        print(gradflow.summary(flow, label))
     print(f"wrote {args.out}")
     return 0
 
@@ -125,7 +134,8 @@ def _add_gradflow(sub: argparse._SubParsersAction) -> None:
                    help="window length in characters (the cost grows as T³) [50]")
     p.add_argument("--offset", type=int, default=0, metavar="N",
                    help="start of the window in the text; the characters before it warm up the state [0]")
-    p.add_argument("--layer", type=int, default=-1, help="which layer's h; negative counts from the top [-1]")
+    p.add_argument("--layer", default="-1",
+                   help="which layer's h: a number (negative counts from the top) or 'all', one row each [-1]")
     p.set_defaults(func=_cmd_gradflow)
 
 
