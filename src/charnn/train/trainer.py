@@ -466,7 +466,10 @@ class Trainer:
                                      f" (temperature {self.temperature:.3f}; {self.val_loss_plain:.4f} without)")
                             self.log(f"epoch {epoch_no} step {self.step}: train {row['train_loss']:.4f} "
                                      f"val {row['val_loss']:.4f} nats/char{calib}" + (" (best)" if improved else ""))
-                            self._emit("eval", row)
+                            try:
+                                self._emit("eval", row)
+                            except StopTraining:   # a callback ends the run at this evaluation (a pruner)
+                                user_stop = True
                         self.history.append(row)
                         if metrics:
                             metrics.write(json.dumps(row) + "\n")
@@ -561,7 +564,8 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     text:    train on this string instead of a file
     callbacks: functions called as cb(event, record) for events "step" (every step), "log"
              (each metrics row), "eval" (each validation) and "epoch" (each epoch end, with its sample);
-             a callback may raise StopTraining to end the run early.
+             a callback may raise StopTraining on "step" or "eval" to end the run early (the last
+             checkpoint is then saved at that step).
     log:     where messages go (None = silent); progress: show a tqdm bar on stderr.
     """
     if out is not None:
