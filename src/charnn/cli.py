@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,14 @@ EXIT_INTERRUPTED = 130   # SIGINT (128 + signal number, the shell convention; SI
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+def _err(msg: str) -> None:
+    """An error line on stderr, from one process only when `mpiexec` started several (rank 0 speaks)."""
+    from .train.distributed import launched_rank
+
+    if launched_rank() == 0:
+        print(msg, file=sys.stderr)
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -99,10 +108,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .train import ResumeError, RunDirError
     from .train.checkpoint import CheckpointError
     from .train.config import ConfigError
+    from .train.distributed import DistributedError
     from .train.runlock import RunInUseError
 
     return (CLIError, ConfigError, DataError, VocabError, CheckpointError, SampleError,
-            RunDirError, ResumeError, BackendError, RunInUseError)
+            RunDirError, ResumeError, BackendError, RunInUseError, DistributedError)
 
 
 def _finite_float(s: str) -> float:
@@ -209,6 +219,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import train
+    from .train import distributed
     from .train.config import Config
 
     overrides = _train_overrides(args)
@@ -229,20 +240,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
             out = args.out if args.out is not None else train.default_run_dir()
             result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True)
     except train.TrainingInterrupted as exc:
-        print(f"charnn: {exc}", file=sys.stderr)
+        _err(f"charnn: {exc}")
         return 128 + int(getattr(signal, exc.signame, signal.SIGINT))
     except KeyboardInterrupt:
-        print("charnn: interrupted again: stopped at once (the last saved checkpoint is intact)", file=sys.stderr)
+        _err("charnn: interrupted again: stopped at once (the last saved checkpoint is intact)")
+        distributed.abort_all(EXIT_INTERRUPTED)   # under mpiexec: the other ranks may be mid-step
         return EXIT_INTERRUPTED
     except train.TrainingDiverged as exc:
-        print(f"charnn: error: {exc}", file=sys.stderr)
+        _err(f"charnn: error: {exc}")
         return EXIT_DIVERGED
     except BrokenPipeError:
         raise
     except OSError as exc:   # e.g. disk full while appending metrics.jsonl or samples.txt
-        print(f"charnn: error: cannot write {exc.filename or 'to the run folder'}: {exc.strerror or exc} "
-              f"(the last checkpoint is intact; fix it, then resume with --resume)", file=sys.stderr)
+        _err(f"charnn: error: cannot write {exc.filename or 'to the run folder'}: {exc.strerror or exc} "
+             f"(the last checkpoint is intact; fix it, then resume with --resume)")
+        distributed.abort_all(EXIT_USAGE)
         return EXIT_USAGE
+    except _user_errors():
+        raise            # the same on every rank (train.distributed agrees on them): one line, exit 2
+    except Exception:
+        if distributed.launched_size() != 1:   # a failure on one rank: the others would wait for it forever
+            traceback.print_exc()
+            distributed.abort_all(1)
+        raise
     if result.run_dir is not None and result.stop_reason != "already_finished":
         print(f"sample from it: charnn sample {result.run_dir} --prompt {json.dumps(result.config.prompt)} --length 300")
     return 0
@@ -569,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as exc:
-        print(f"charnn: error: {exc}", file=sys.stderr)
+        _err(f"charnn: error: {exc}")
         return EXIT_USAGE
     except BrokenPipeError:   # output piped into e.g. `head`, which closed early: not an error
         try:   # point stdout at /dev/null so the interpreter's final flush cannot fail again
