@@ -235,7 +235,8 @@ class Trainer:
         self.samples: list[str] = []
         self.val_loss: float | None = None
         self.last_saved_step: int | None = None
-        self._stop_signal: str | None = None
+        self._stop_signal: str | None = None     # the signal this step stops on (every rank's, under MPI)
+        self._signal_seen: str | None = None     # the signal this process received
 
     # -- messages ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -478,7 +479,7 @@ class Trainer:
                         user_stop = True
                     # Every rank stops together: on a signal or a stop anywhere, and on the slowest clock.
                     user_stop, self._stop_signal, self._train_session = self.world.agree(
-                        user_stop, self._stop_signal, self._train_session)
+                        user_stop, self._signal_seen, self._train_session)
                     at_limit = (cfg.max_steps > 0 and self.step >= cfg.max_steps) or self.out_of_time
                     do_eval = (end_of_epoch or user_stop or at_limit
                                or (cfg.eval_every > 0 and self.step % cfg.eval_every == 0))
@@ -567,10 +568,12 @@ class Trainer:
             return
 
         def handler(signum: int, frame: Any) -> None:
-            if self._stop_signal is not None:
+            if self._signal_seen is not None:
                 raise KeyboardInterrupt   # second signal: quit now (checkpoint writes are atomic)
-            self._stop_signal = signal.Signals(signum).name
-            print(f"\n{self._stop_signal} received: saving the last checkpoint after this step "
+            self._signal_seen = signal.Signals(signum).name
+            if self.world.size == 1:      # acted on at once; under MPI at the next agreement of all ranks
+                self._stop_signal = self._signal_seen
+            print(f"\n{self._signal_seen} received: saving the last checkpoint after this step "
                   f"(press Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
