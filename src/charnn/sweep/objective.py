@@ -22,9 +22,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from tqdm import tqdm
 
 from ..data import DataError
 from ..data.corpus import Corpus
@@ -109,8 +112,8 @@ def run_trial(study: Any, trial: Any, dims: list[Dimension], base: Mapping[str, 
         drawn = ", ".join(f"{k}={v!r}" for k, v in trial.params.items())
         log(f"=== trial {trial.number}: {drawn} -> {run_dir}")
     try:
-        result = train(cfg, run_dir, corpus=corpus, callbacks=[on_event], progress=progress, log=log,
-                       handle_signals=True)
+        result = train(cfg, run_dir, corpus=corpus, callbacks=[on_event], progress=progress,
+                       log=None if log is None else _brief(log), handle_signals=True)
     except TrainingDiverged as exc:
         return finish("FAIL", reason=f"diverged: {exc}")
     except TrainingInterrupted as exc:
@@ -131,6 +134,18 @@ def run_trial(study: Any, trial: Any, dims: list[Dimension], base: Mapping[str, 
     if result.best_val_loss is None:
         return finish("FAIL", reason="no validation loss was measured")
     return finish("COMPLETE", float(result.best_val_loss))
+
+
+def _brief(log: Callable[[str], None]) -> Callable[[str], None]:
+    """The trainer's messages without the configuration dump it starts with (config.json has it)."""
+    def brief(msg: str) -> None:
+        if msg.startswith("# run folder:"):
+            msg = "\n".join(line for line in msg.splitlines() if line.startswith("#"))
+        if log is print:
+            tqdm.write(msg, file=sys.stdout)      # above a progress bar, if one is shown
+        else:
+            log(msg)
+    return brief
 
 
 def _mark(run_dir: Path, study_name: str, trial: Any, state: str, value: float | None, reason: str) -> None:

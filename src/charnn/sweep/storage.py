@@ -25,6 +25,7 @@ except ImportError:            # pragma: no cover - Windows: one worker per jour
     fcntl = None  # type: ignore[assignment]
 
 JOURNAL = "study.journal"
+_SCHEMA_LOCK = zlib.crc32(b"charnn-sweep:schema")     # PostgreSQL advisory lock keys
 
 
 class SweepError(ValueError):
@@ -93,8 +94,9 @@ def redact(url: str) -> str:
 
 
 def _postgres(url: str) -> Store:
-    if url.startswith("postgres://"):            # libpq's short form; SQLAlchemy wants the long one
-        url = "postgresql://" + url[len("postgres://"):]
+    scheme, rest = url.split("://", 1)
+    if "+" not in scheme:       # SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://; use psycopg2
+        url = "postgresql+psycopg2://" + rest
     try:
         import psycopg2  # noqa: F401  (the driver SQLAlchemy uses for postgresql://)
     except ImportError:
@@ -106,9 +108,12 @@ def _postgres(url: str) -> Store:
 
     shown = redact(url)
     try:
-        storage = RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         lock_engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
+        # Workers starting together on a new database would race to create Optuna's tables: one at a time.
+        with lock_engine.begin() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+            storage = RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as exc:
         first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
         raise SweepError(f"cannot open the study database {shown}: {first[0] if first else type(exc).__name__}") from None
 
