@@ -577,8 +577,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         base["data"] = str(Path(base["data"]).resolve())   # every worker and trial finds the corpus
     base = Config.from_dict(base, strict=True).to_dict()
     dims = load_space(args.space, base)
-    if args.trials < 1:
-        raise CLIError(f"--trials must be >= 1, got {args.trials}")
     if not (math.isfinite(args.max_minutes) and args.max_minutes >= 0):
         raise CLIError(f"--max-minutes must be a number >= 0 (0 = no limit), got {args.max_minutes}")
     out = Path(args.out)
