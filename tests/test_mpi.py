@@ -170,6 +170,25 @@ def test_sigterm_on_one_rank_stops_all(tmp_path: Path) -> None:
     assert last(run).step == step + 3
 
 
+def test_callback_stop_on_rank_0_stops_all(tmp_path: Path) -> None:
+    """The Python API under mpiexec: rank 0 runs the callbacks, and a StopTraining it raises at an
+    evaluation ends the run on every rank at that step."""
+    corpus = write_corpus(tmp_path)
+    code = ("import sys; from charnn.train import StopTraining, train, distributed\nfrom charnn.train.config import Config\n"
+            "def stop(event, row):\n"
+            "    if event == 'eval' and row['step'] == 10: raise StopTraining\n"
+            f"cfg = Config(data={str(corpus)!r}, hidden_size=16, max_len=20, batch_size=4, dtype='float64', "
+            "eval_every=5, max_steps=50)\n"
+            f"r = train(cfg, {str(tmp_path / 'run')!r}, callbacks=[stop], progress=False, log=None)\n"
+            "print('rank', distributed.world().rank, r.step, r.stop_reason, flush=True)\n")
+    proc = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(), start_new_session=True)
+    rc, out, err = finish(proc)
+    assert rc == 0, err
+    assert sorted(out.split("\n")[:2]) == ["rank 0 10 stopped", "rank 1 10 stopped"], out
+    assert last(tmp_path / "run").step == 10
+
+
 def test_root_only_error_reaches_every_rank(tmp_path: Path) -> None:
     """A run folder refused on rank 0 (not empty) stops the other rank too: one line, exit 2, no hang."""
     corpus = write_corpus(tmp_path)

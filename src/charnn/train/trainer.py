@@ -510,6 +510,7 @@ class Trainer:
                                 self._emit("eval", row)
                             except StopTraining:   # a callback ends the run at this evaluation (a pruner)
                                 user_stop = True
+                            user_stop = self.world.agree(user_stop, None, self._train_session)[0]   # on every rank
                         self.history.append(row)
                         if metrics:
                             metrics.write(json.dumps(row) + "\n")
@@ -614,7 +615,8 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     log:     where messages go (None = silent); progress: show a tqdm bar on stderr.
 
     Under `mpiexec` every rank calls this (train.distributed): rank 0 alone checks and writes the
-    run folder and prints; an error on any rank stops all of them with that error.
+    run folder, prints and calls the callbacks (a StopTraining there stops every rank); an error
+    on any rank stops all of them with that error.
     """
     world = distributed.world()
     root = world.is_root
@@ -627,7 +629,7 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
         corpus = world.together(lambda: Corpus.from_text(text) if text is not None else Corpus.load(
             cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level))
     trainer = world.together(lambda: Trainer(   # validates data and config: nothing written yet
-        cfg, corpus, callbacks=callbacks, progress=progress and root, log=log if root else None,
+        cfg, corpus, callbacks=callbacks if root else (), progress=progress and root, log=log if root else None,
         handle_signals=handle_signals, world=world))
 
     def create() -> Path | None:
@@ -687,7 +689,8 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
                               f"(sha256 {corpus.sha256[:12]}… vs {str(want)[:12]}…): pass --data with the original text")
         if corpus.vocab != start.vocab:
             raise VocabError(f"the vocabulary of {corpus.display_path} does not match the checkpoint's")
-        return Trainer(cfg, corpus, run_dir=run_dir if root else None, start=start, callbacks=callbacks,
+        return Trainer(cfg, corpus, run_dir=run_dir if root else None, start=start,
+                       callbacks=callbacks if root else (),
                        progress=progress and root, log=log if root else None, handle_signals=handle_signals,
                        world=world)
     trainer = world.together(setup)
