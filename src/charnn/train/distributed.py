@@ -33,7 +33,7 @@ import numpy as np
 from ..backend import to_numpy, xp_of
 from ..nn.parallel import cuts
 
-T = TypeVar("T")
+R = TypeVar("R")
 # Environment variables MPI launchers set in every rank: their size, where they give one.
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
 RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -86,11 +86,11 @@ class World:
         """The state of all B streams on rank 0 (None elsewhere) from each rank's rows (batch axis −2)."""
         return h
 
-    def on_root(self, fn: Callable[[], T]) -> T:
+    def on_root(self, fn: Callable[[], R]) -> R:
         """fn() run on rank 0, its result (or its exception) sent to every rank."""
         return fn()
 
-    def together(self, fn: Callable[[], T]) -> T:
+    def together(self, fn: Callable[[], R]) -> R:
         """fn() run on every rank; if it fails on any, it fails on all (with the first failure's error)."""
         return fn()
 
@@ -135,7 +135,7 @@ class MPIWorld(World):
         flags = np.array([float(user_stop), float(code), train_s])
         self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX)
         agreed = int(flags[1])
-        return bool(flags[0]), (stop_signal or signal.Signals(agreed).name) if agreed else None, float(flags[2])
+        return bool(flags[0]), signal.Signals(agreed).name if agreed else None, float(flags[2])
 
     def gather_rows(self, h: Any) -> Any:
         parts = self.comm.gather(None if h is None else np.asarray(to_numpy(h)), root=0)
@@ -143,7 +143,7 @@ class MPIWorld(World):
             return None
         return np.concatenate(parts, axis=parts[0].ndim - 2)
 
-    def on_root(self, fn: Callable[[], T]) -> T:
+    def on_root(self, fn: Callable[[], R]) -> R:
         outcome: tuple[bool, Any] | None = None
         if self.is_root:
             try:
@@ -155,7 +155,7 @@ class MPIWorld(World):
             raise value
         return value
 
-    def together(self, fn: Callable[[], T]) -> T:
+    def together(self, fn: Callable[[], R]) -> R:
         error: BaseException | None = None
         try:
             result = fn()
