@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -71,6 +72,13 @@ def test_bad_sweep_flags_and_files_are_one_line_and_exit_2(tmp_path, corpus):
                              "--out", tmp_path / "a"), "unknown configuration key(s): hiden_size")
     assert_user_error(charnn("sweep", "--space", space, "--trials", "2", *common, "--out", tmp_path / "a",
                              "--storage", "mysql://u@localhost/db"), "unsupported --storage mysql://")
+    with socket.socket() as s:                       # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert_user_error(charnn("sweep", "--space", space, "--trials", "2", *common, "--out", tmp_path / "b",
+                             "--storage", f"postgresql://charnn:secret@127.0.0.1:{port}/sweeps"),
+                      f"cannot open the study database postgresql://charnn:***@127.0.0.1:{port}/sweeps")
+    assert not (tmp_path / "b").exists()
     assert_user_error(charnn("sweep-report", tmp_path), "is not a sweep folder")
     assert_user_error(charnn("sweep-report"), "give a sweep folder, or --storage URL --study NAME")
 

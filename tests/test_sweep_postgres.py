@@ -42,7 +42,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory):
     """postgresql://charnn@127.0.0.1:PORT/sweeps on a server started for this test run."""
-    pytest.importorskip("psycopg2")
     bindir = _server_bin()
     root = tmp_path_factory.mktemp("postgres")
     data, log = root / "data", root / "server.log"
@@ -72,7 +71,7 @@ def postgres_url(tmp_path_factory):
     started = False
     try:
         r = run(str(bindir / "initdb"), "-D", str(data), "-U", "charnn", "--auth=trust", "-E", "UTF8",
-                "--no-sync")
+                "--locale=C", "--no-sync")
         if r.returncode != 0:
             unavailable(f"initdb failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
         options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
@@ -80,7 +79,7 @@ def postgres_url(tmp_path_factory):
         if r.returncode != 0:
             unavailable(f"the PostgreSQL server did not start: {log.read_text()[-500:]}")
         started = True
-        import psycopg2
+        import psycopg2      # a test dependency (pyproject's test extra)
 
         conn = psycopg2.connect(host="127.0.0.1", port=port, user="charnn", dbname="postgres")
         conn.autocommit = True

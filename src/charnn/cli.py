@@ -592,7 +592,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         rep = run_worker(spec, progress=not args.no_progress)
     except KeyboardInterrupt:
-        print("charnn: interrupted again: stopped at once (the trial was recorded as failed)", file=sys.stderr)
+        print("charnn: interrupted again: stopped at once (a trial in progress was recorded as failed)",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     states: dict[str, int] = {}
     for o in rep.outcomes:

@@ -94,6 +94,7 @@ def redact(url: str) -> str:
 
 
 def _postgres(url: str) -> Store:
+    shown = redact(url)
     scheme, rest = url.split("://", 1)
     if "+" not in scheme:       # SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://; use psycopg2
         url = "postgresql+psycopg2://" + rest
@@ -106,7 +107,6 @@ def _postgres(url: str) -> Store:
     from optuna.storages import RDBStorage
     from sqlalchemy.pool import NullPool
 
-    shown = redact(url)
     try:
         lock_engine = sqlalchemy.create_engine(url, poolclass=NullPool)
         # Workers starting together on a new database would race to create Optuna's tables: one at a time.
