@@ -72,6 +72,9 @@ def test_bad_sweep_flags_and_files_are_one_line_and_exit_2(tmp_path, corpus):
                              "--out", tmp_path / "a"), "unknown configuration key(s): hiden_size")
     assert_user_error(charnn("sweep", "--space", space, "--trials", "2", *common, "--out", tmp_path / "a",
                              "--storage", "mysql://u@localhost/db"), "unsupported --storage mysql://")
+    assert_user_error(charnn("sweep", "--space", space, "--trials", "2", "--config", base_config(tmp_path),
+                             "--data", tmp_path / "missing.txt", "--out", tmp_path / "a"), "missing.txt")
+    assert not (tmp_path / "a").exists()
     with socket.socket() as s:                       # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -121,6 +121,8 @@ def run_worker(spec: SweepSpec, *, progress: bool = False, log: Callable[[str], 
     if spec.trials < 1:
         raise SweepError(f"--trials must be >= 1, got {spec.trials}")
     pruner = make_pruner(spec.pruner, spec.base, spec.startup_trials)
+    corpus = Corpus.load(spec.base.get("data") or None, encoding=spec.base.get("encoding", "utf-8"),
+                         byte_level=bool(spec.base.get("byte_level", False)))    # read once, for every trial
     if spec.storage is not None:          # reach the database before writing anything
         store = open_store(spec.storage, None)
         claim_folder(spec.out, spec.study, store.where)
@@ -128,8 +130,6 @@ def run_worker(spec: SweepSpec, *, progress: bool = False, log: Callable[[str], 
         claim_folder(spec.out, spec.study, JOURNAL)
         store = open_store(None, spec.out)
     study = open_study(store, spec.study, pruner=pruner, seed=spec.seed)
-    corpus = Corpus.load(spec.base.get("data") or None, encoding=spec.base.get("encoding", "utf-8"),
-                         byte_level=bool(spec.base.get("byte_level", False)))
     report, flag, t0 = WorkerReport(), StopFlag(), time.monotonic()
     with _signal_flag(flag):
         while flag.signame is None:
