@@ -91,10 +91,11 @@ CELLS = {"rnn": ["--cell", "rnn"], "lstm": ["--cell", "lstm", "--layers", "2"], 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_two_ranks_equal_one_process(tmp_path: Path, cell: str) -> None:
-    """50 steps on 2 ranks (3 + 2 of B = 5 streams), dropout and weight drop: one process's numbers."""
+    """50 steps on 2 ranks (3 + 2 of B = 5 streams), dropout, weight drop and global-norm clipping:
+    one process's numbers."""
     corpus = write_corpus(tmp_path)
     args = [*SMALL, "--data", corpus, "--batch-size", "5", "--max-steps", "50", "--eval-every", "20",
-            "--dropout", "0.25", "--weight-drop", "0.25", *CELLS[cell]]
+            "--dropout", "0.25", "--weight-drop", "0.25", "--clip-norm", "0.5", *CELLS[cell]]
     one = charnn("train", *args, "--out", tmp_path / "one")
     assert one.rc == 0, one.err
     _, out, err = train_mpi(2, *args, "--out", tmp_path / "two")
