@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +23,14 @@ EXIT_INTERRUPTED = 130   # SIGINT (128 + signal number, the shell convention; SI
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+def _err(msg: str) -> None:
+    """An error line on stderr, from one process only when `mpiexec` started several (rank 0 speaks)."""
+    from .train.distributed import launched_rank
+
+    if launched_rank() == 0:
+        print(msg, file=sys.stderr)
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -151,10 +160,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .train import ResumeError, RunDirError
     from .train.checkpoint import CheckpointError
     from .train.config import ConfigError
+    from .train.distributed import DistributedError
     from .train.runlock import RunInUseError
+    from .sweep import SpaceError, SweepError
 
     return (CLIError, ConfigError, DataError, VocabError, CheckpointError, SampleError,
-            RunDirError, ResumeError, BackendError, RunInUseError)
+            RunDirError, ResumeError, BackendError, RunInUseError, DistributedError, SpaceError, SweepError)
 
 
 def _finite_float(s: str) -> float:
@@ -261,6 +272,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from . import train
+    from .train import distributed
     from .train.config import Config
 
     overrides = _train_overrides(args)
@@ -281,20 +293,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
             out = args.out if args.out is not None else train.default_run_dir()
             result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True)
     except train.TrainingInterrupted as exc:
-        print(f"charnn: {exc}", file=sys.stderr)
+        _err(f"charnn: {exc}")
         return 128 + int(getattr(signal, exc.signame, signal.SIGINT))
     except KeyboardInterrupt:
-        print("charnn: interrupted again: stopped at once (the last saved checkpoint is intact)", file=sys.stderr)
+        _err("charnn: interrupted again: stopped at once (the last saved checkpoint is intact)")
+        distributed.abort_all(EXIT_INTERRUPTED)   # under mpiexec: the other ranks may be mid-step
         return EXIT_INTERRUPTED
     except train.TrainingDiverged as exc:
-        print(f"charnn: error: {exc}", file=sys.stderr)
+        _err(f"charnn: error: {exc}")
         return EXIT_DIVERGED
     except BrokenPipeError:
         raise
     except OSError as exc:   # e.g. disk full while appending metrics.jsonl or samples.txt
-        print(f"charnn: error: cannot write {exc.filename or 'to the run folder'}: {exc.strerror or exc} "
-              f"(the last checkpoint is intact; fix it, then resume with --resume)", file=sys.stderr)
+        _err(f"charnn: error: cannot write {exc.filename or 'to the run folder'}: {exc.strerror or exc} "
+             f"(the last checkpoint is intact; fix it, then resume with --resume)")
+        distributed.abort_all(EXIT_USAGE)
         return EXIT_USAGE
+    except _user_errors():
+        raise            # the same on every rank (train.distributed agrees on them): one line, exit 2
+    except Exception:
+        if distributed.launched_size() != 1:   # a failure on one rank: the others would wait for it forever
+            traceback.print_exc()
+            distributed.abort_all(1)
+        raise
     if result.run_dir is not None and result.stop_reason != "already_finished":
         print(f"sample from it: charnn sample {result.run_dir} --prompt {json.dumps(result.config.prompt)} --length 300")
     return 0
@@ -593,6 +614,139 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_reproduce)
 
 
+# --------------------------------------------------------------------------------------------
+# sweep / sweep-report (hyperparameter search on Optuna, docs/sweep.md)
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import load_space
+    from .sweep.study import SweepSpec, run_worker
+    from .train.config import Config
+
+    base = _load_toml(args.config) if args.config is not None else {}
+    if args.data is not None:
+        base["data"] = args.data
+    if isinstance(base.get("data"), str) and base["data"]:
+        base["data"] = str(Path(base["data"]).resolve())   # every worker and trial finds the corpus
+    base = Config.from_dict(base, strict=True).to_dict()
+    dims = load_space(args.space, base)
+    if not (math.isfinite(args.max_minutes) and args.max_minutes >= 0):
+        raise CLIError(f"--max-minutes must be a number >= 0 (0 = no limit), got {args.max_minutes}")
+    out = Path(args.out)
+    study = args.study or out.resolve().name
+    if args.pruner != "none" and base["eval_every"] == 0:
+        print("charnn: note: eval_every is 0, so trials are evaluated (and can be pruned) only at epoch ends; "
+              "set eval_every in --config to prune earlier", file=sys.stderr)
+    print(f"charnn: sweep study {study!r}, {args.trials} trials in all, into {out}/; searching "
+          + "; ".join(d.describe() for d in dims), flush=True)
+    spec = SweepSpec(dims=dims, base=base, out=out, trials=args.trials, study=study, storage=args.storage,
+                     pruner=args.pruner, startup_trials=args.startup_trials, max_minutes=args.max_minutes,
+                     seed=args.seed)
+    try:
+        rep = run_worker(spec, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("charnn: interrupted again: stopped at once (a trial in progress was recorded as failed)",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    states: dict[str, int] = {}
+    for o in rep.outcomes:
+        states[o.state.lower()] = states.get(o.state.lower(), 0) + 1
+    ran = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+    best = ("no completed trial yet" if rep.best is None else
+            f"best: trial {rep.best.number}, val {rep.best.value:.4f} nats/char, {rep.best.user_attrs.get('run_dir')}")
+    print(f"charnn: this worker ran {len(rep.outcomes)} trial(s) ({ran}); the study holds {rep.study_trials} "
+          f"of {args.trials}; {best}")
+    if rep.stopped_by is not None:
+        print(f"charnn: stopped by {rep.stopped_by}; the other workers go on, and running this command again "
+              f"continues the study", file=sys.stderr)
+        return 128 + int(getattr(signal, rep.stopped_by, signal.SIGINT))
+    where = str(out) if args.storage is None else f"--storage URL --study {study}"
+    print(f"report: charnn sweep-report {where} --out {out / 'report'}")
+    return 0
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from .sweep.study import PRUNERS
+
+    p = sub.add_parser("sweep", help="hyperparameter search on Optuna: one worker of a shared study",
+                       description="Search training fields over the ranges and choices of SPACE.toml with "
+                                   "Optuna (TPE sampler), each trial an ordinary run folder OUT/trial-NNNN/. "
+                                   "Validation losses are reported to the study at every evaluation so the "
+                                   "pruner stops poor trials early. Start the same command several times (on "
+                                   "one machine with the default journal file, on many with a postgresql:// "
+                                   "--storage) and the workers share one study of N trials in all.")
+    p.add_argument("--space", required=True, metavar="SPACE.toml",
+                   help="the search space: a [field] table per training field with low/high (log, step) or choices")
+    p.add_argument("--trials", required=True, type=_whole, metavar="N",
+                   help="trials in the study in all, over every worker (complete, pruned or failed)")
+    p.add_argument("--config", metavar="BASE.toml", help="the fixed training fields (as charnn train --config)")
+    p.add_argument("--data", metavar="PATH", help="corpus of every trial (default: the config's, else Tiny Shakespeare)")
+    p.add_argument("--out", metavar="DIR", default="runs/sweep",
+                   help="sweep folder: trial-NNNN/ run folders, sweep.json and the journal file [runs/sweep]")
+    p.add_argument("--storage", metavar="URL", default=None,
+                   help="postgresql://user@host:port/database to share the study across machines "
+                        "(default: the journal file DIR/study.journal)")
+    p.add_argument("--study", metavar="NAME", default=None, help="study name (default: the name of the --out folder)")
+    p.add_argument("--pruner", choices=PRUNERS, default="median",
+                   help="median: stop a trial worse than the median of earlier trials at the same step; "
+                        "hyperband: successive halving over training steps; none [median]")
+    p.add_argument("--startup-trials", type=_whole, default=3, metavar="N",
+                   help="median pruner: trials that complete before it starts pruning [3]")
+    p.add_argument("--max-minutes", type=_finite_float, default=0.0, metavar="M",
+                   help="this worker starts no trial after M minutes (the one in progress finishes); 0 = no limit [0]")
+    p.add_argument("--seed", type=_whole, default=None, metavar="S",
+                   help="seed of the sampler (reproducible with one worker; default: random)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep_report(args: argparse.Namespace) -> int:
+    from .sweep import storage as sweep_storage
+    from .sweep.report import build
+    from .sweep.study import SWEEP_FILE, open_study
+
+    if (args.sweep_dir is None) == (args.storage is None):
+        raise CLIError("give a sweep folder, or --storage URL --study NAME (not both)")
+    if args.sweep_dir is not None:
+        folder = Path(args.sweep_dir)
+        try:
+            held = json.loads((folder / SWEEP_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CLIError(f"{folder} is not a sweep folder (no {SWEEP_FILE})") from None
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"cannot read {folder / SWEEP_FILE}: {exc}") from None
+        if not isinstance(held, dict) or held.get("storage") != sweep_storage.JOURNAL:
+            where = held.get("storage") if isinstance(held, dict) else "a database"
+            raise CLIError(f"the study of {folder} lives in {where}: give --storage URL --study NAME instead")
+        study_name = args.study or str(held.get("study"))
+        store = sweep_storage.open_store(None, folder)
+        out = Path(args.out) if args.out is not None else folder / "report"
+    else:
+        if args.study is None or args.out is None:
+            raise CLIError("--storage needs --study NAME and --out DIR")
+        study_name, store, out = args.study, sweep_storage.open_store(args.storage, None), Path(args.out)
+    study = open_study(store, study_name, create=False)
+    rep = build(study, out, top=args.top)
+    print(f"best: trial {rep.best_number}, val {rep.best_value:.4f} nats/char")
+    for note in rep.notes:
+        print(f"note: {note}")
+    print(f"report: {out / rep.written[0]} ({', '.join(rep.written[1:])})")
+    return 0
+
+
+def _add_sweep_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep-report", help="report of a sweep: best trials, Optuna's plots, the best config as a preset",
+                       description="Write report.md (best trials table, failures, importances), history.png, "
+                                   "importances.png, parallel_coordinates.png (Optuna's plots) and best.toml, "
+                                   "the best trial's configuration for charnn train --config.")
+    p.add_argument("sweep_dir", nargs="?", default=None, metavar="SWEEP_DIR",
+                   help="the sweep's --out folder (its journal file holds the study)")
+    p.add_argument("--storage", metavar="URL", default=None, help="instead of SWEEP_DIR: the study's postgresql:// URL")
+    p.add_argument("--study", metavar="NAME", default=None, help="study name (default: the sweep folder's)")
+    p.add_argument("--out", metavar="DIR", default=None, help="report folder (default: SWEEP_DIR/report)")
+    p.add_argument("--top", type=_positive_int, default=10, metavar="K", help="rows of the best-trials table [10]")
+    p.set_defaults(func=_cmd_sweep_report)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's default prints usage too)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -600,7 +754,7 @@ class _Parser(argparse.ArgumentParser):
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck,
-    _add_experiment, _add_reproduce, _add_gradflow]
+    _add_experiment, _add_reproduce, _add_gradflow, _add_sweep, _add_sweep_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -621,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as exc:
-        print(f"charnn: error: {exc}", file=sys.stderr)
+        _err(f"charnn: error: {exc}")
         return EXIT_USAGE
     except BrokenPipeError:   # output piped into e.g. `head`, which closed early: not an error
         try:   # point stdout at /dev/null so the interpreter's final flush cannot fail again

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, runlock
+from . import checkpoint, distributed, runlock
 from .. import __version__, model
 from ..backend import get_xp, host_copy, to_numpy
 from ..data import Batches, DataError, hold_out
@@ -72,10 +72,14 @@ class TrainingDiverged(RuntimeError):
 
     def __init__(self, step: int, loss: float, what: str, last_saved: Path | None, last_saved_step: int | None):
         self.step, self.loss, self.last_saved, self.last_saved_step = step, loss, last_saved, last_saved_step
+        self.what = what
         kept = (f"the last good checkpoint (step {last_saved_step}) is kept in {last_saved}"
                 if last_saved is not None else "no checkpoint was written")
         super().__init__(f"{what} became {loss} at step {step}; training stopped and {kept}. "
                          f"Try a lower --lr or a smaller --grad-clip")
+
+    def __reduce__(self) -> tuple:   # pickled to reach the other MPI ranks
+        return type(self), (self.step, self.loss, self.what, self.last_saved, self.last_saved_step)
 
 
 class TrainingInterrupted(Exception):
@@ -86,6 +90,9 @@ class TrainingInterrupted(Exception):
         how = f"; resume with: charnn train --resume {run_dir}" if run_dir is not None else ""
         super().__init__(f"{signame} received: stopped at step {step}"
                          + (f", saved {run_dir / 'checkpoints' / LAST}" if run_dir is not None else "") + how)
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.signame, self.step, self.run_dir)
 
 
 @dataclass
@@ -167,8 +174,14 @@ class Trainer:
     def __init__(self, cfg: Config, corpus: Corpus, *, run_dir: Path | None = None,
                  start: Checkpoint | None = None, callbacks: Iterable[Callback] = (),
                  progress: bool = True, log: Callable[[str], None] | None = print,
-                 handle_signals: bool = False):
+                 handle_signals: bool = False, world: distributed.World | None = None):
         self.cfg, self.corpus, self.run_dir = cfg, corpus, run_dir
+        # Under MPI this process trains the streams [rows[0], rows[1]) of each batch (train.distributed).
+        self.world = distributed.world() if world is None else world
+        if cfg.batch_size < self.world.size:
+            raise ConfigError(f"batch size {cfg.batch_size} is smaller than the {self.world.size} MPI ranks: "
+                              f"each rank needs at least one stream (raise --batch-size or start fewer ranks)")
+        self.rows = self.world.rows(cfg.batch_size)
         self.callbacks = list(callbacks)
         self.progress, self._log, self.handle_signals = progress, log, handle_signals
         self._bar: Any = None
@@ -204,7 +217,7 @@ class Trainer:
             params = start.params
             self.opt.load_state_arrays({k: self.xp.asarray(a) for k, a in start.optim_state.items()},
                                        int(start.optim_hyper.get("t", 0)))
-            self.h = None if start.h is None else self.xp.asarray(start.h)
+            self.h = None if start.h is None else self.xp.asarray(self._own_rows(start.h))
             self.step, self.epoch, self.batch_index = start.step, start.epoch, start.batch_index
             self.chars_seen, self.wall_before, self.best_val_loss = start.chars_seen, start.wall_s, start.best_val_loss
             self.train_before = start.train_s
@@ -222,7 +235,8 @@ class Trainer:
         self.samples: list[str] = []
         self.val_loss: float | None = None
         self.last_saved_step: int | None = None
-        self._stop_signal: str | None = None
+        self._stop_signal: str | None = None     # the signal this step stops on (every rank's, under MPI)
+        self._signal_seen: str | None = None     # the signal this process received
 
     # -- messages ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -241,19 +255,37 @@ class Trainer:
             return ""
         return prompt
 
+    def _own_rows(self, a: Any) -> Any:
+        """This process's streams of an array over all B streams (batch axis −2: h and its layouts)."""
+        if self.world.size == 1:
+            return a
+        lo, hi = self.rows
+        return a[..., lo:hi, :]
+
     # -- checkpoints ---------------------------------------------------------------------
-    def to_checkpoint(self) -> Checkpoint:
+    def to_checkpoint(self, h: Any = ...) -> Checkpoint:
+        """The run's state; `h` is the carried state of all B streams (default: this process's own)."""
+        h = self.h if h is ... else h
         return Checkpoint(
             config=self.cfg, vocab=self.vocab,
             params={k: to_numpy(v) for k, v in self.params.items()},
             optim_state=state_to_numpy(self.opt), optim_hyper=self.opt.hyper(),
-            h=None if self.h is None else to_numpy(self.h),
+            h=None if h is None else to_numpy(h),
             step=self.step, epoch=self.epoch, batch_index=self.batch_index,
             chars_seen=self.chars_seen, wall_s=self.wall_s, train_s=self.train_s, best_val_loss=self.best_val_loss,
             rng_state=self.rng.bit_generator.state, corpus=self.corpus.info(), unigram=self.unigram,
             temperature=self.temperature)
 
     def save(self, name: str = LAST) -> Path | None:
+        """Write checkpoints/NAME. Under MPI every rank calls it: the streams' states are gathered
+        and rank 0 writes; its outcome (the path, or the error) is every rank's."""
+        h = self.world.gather_rows(self.h)
+        path = self.world.on_root(lambda: self._write(name, h))
+        if path is not None and name == LAST:
+            self.last_saved_step = self.step
+        return path
+
+    def _write(self, name: str, h: Any) -> Path | None:
         if self.run_dir is None:
             return None
         for k, p in self.params.items():   # never let a damaged state overwrite a good checkpoint
@@ -261,13 +293,11 @@ class Trainer:
                 raise TrainingDiverged(self.step, float("nan"), f"parameter {k}", self._last_path(), self.last_saved_step)
         path = self.run_dir / "checkpoints" / name
         try:
-            checkpoint.save(path, self.to_checkpoint())
+            checkpoint.save(path, self.to_checkpoint(h))
         except OSError as exc:   # disk full, folder gone or read-only: the write was atomic, the old file stands
             kept = "; the previous checkpoint is intact" if path.exists() else ""
             raise RunDirError(f"cannot write checkpoint {path}: {exc.strerror or exc}{kept} "
                               f"(free space or fix the folder, then: charnn train --resume {self.run_dir})") from None
-        if name == LAST:
-            self.last_saved_step = self.step
         return path
 
     def _last_path(self) -> Path | None:
@@ -277,10 +307,15 @@ class Trainer:
     def train_step(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """One optimizer step on a (B, T) batch; returns its loss (nats/char)."""
         cfg = self.cfg
+        masks = self.dropout_masks(*np.shape(inputs)) if cfg.dropout > 0 else None
+        if self.world.size > 1:     # this rank's streams; the masks are the whole batch's, cut the same way
+            lo, hi = self.rows
+            inputs, targets = inputs[lo:hi], targets[lo:hi]
+            masks = None if masks is None else [m[:, lo:hi] for m in masks]
         loss, grads, h_last = model.loss_and_grads(
-            self.params, inputs, targets, self.h,
-            masks=self.dropout_masks(*np.shape(inputs)) if cfg.dropout > 0 else None,
+            self.params, inputs, targets, self.h, masks=masks,
             weight_masks=self.weight_masks() if cfg.weight_drop > 0 else None)
+        loss = self.world.allreduce_mean(loss, grads, self.rows[1] - self.rows[0], cfg.batch_size)
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss, "the training loss", self._last_path(), self.last_saved_step)
         clip_by_value(grads, -cfg.grad_clip, cfg.grad_clip)
@@ -327,17 +362,19 @@ class Trainer:
         With a held-out text (calibration_fraction), the output temperature is first fitted on it
         (`charnn.eval.calibrate`) and the loss is the calibrated network's; `val_loss_plain` keeps the other.
         """
-        S = self.cfg.eval_streams
-        if self.calib_ids is not None:
-            self.temperature = calibrate.fit(self.params, self.calib_ids, streams=S)
-            val, self.val_loss_plain = calibrate.mean_nll(self.params, self.val_ids, [self.temperature, 1.0],
-                                                          streams=S)
-        else:
-            total, n, _ = model.evaluate(self.params, self.val_ids, streams=S)
-            val = total / n
+        val, self.temperature, self.val_loss_plain = self.world.on_root(self._validate_here)   # one rank reads
         if not math.isfinite(val):
             raise TrainingDiverged(self.step, val, "the validation loss", self._last_path(), self.last_saved_step)
         return val
+
+    def _validate_here(self) -> tuple[float, float, float | None]:
+        S = self.cfg.eval_streams
+        if self.calib_ids is None:
+            total, n, _ = model.evaluate(self.params, self.val_ids, streams=S)
+            return total / n, self.temperature, self.val_loss_plain
+        temperature = calibrate.fit(self.params, self.calib_ids, streams=S)
+        val, plain = calibrate.mean_nll(self.params, self.val_ids, [temperature, 1.0], streams=S)
+        return val, temperature, plain
 
     def sample(self, length: int | None = None) -> str:
         """Prompt + `length` characters at the config's temperature (from the run's sampling RNG)."""
@@ -440,6 +477,9 @@ class Trainer:
                         self._emit("step", {"step": self.step, "epoch": epoch_no, "loss": loss})
                     except StopTraining:
                         user_stop = True
+                    # Every rank stops together: on a signal or a stop anywhere, and on the slowest clock.
+                    user_stop, self._stop_signal, self._train_session = self.world.agree(
+                        user_stop, self._signal_seen, self._train_session)
                     at_limit = (cfg.max_steps > 0 and self.step >= cfg.max_steps) or self.out_of_time
                     do_eval = (end_of_epoch or user_stop or at_limit
                                or (cfg.eval_every > 0 and self.step % cfg.eval_every == 0))
@@ -466,14 +506,18 @@ class Trainer:
                                      f" (temperature {self.temperature:.3f}; {self.val_loss_plain:.4f} without)")
                             self.log(f"epoch {epoch_no} step {self.step}: train {row['train_loss']:.4f} "
                                      f"val {row['val_loss']:.4f} nats/char{calib}" + (" (best)" if improved else ""))
-                            self._emit("eval", row)
+                            try:
+                                self._emit("eval", row)
+                            except StopTraining:   # a callback ends the run at this evaluation (a pruner)
+                                user_stop = True
+                            user_stop = self.world.agree(user_stop, None, self._train_session)[0]   # on every rank
                         self.history.append(row)
                         if metrics:
                             metrics.write(json.dumps(row) + "\n")
                             metrics.flush()
                         self._emit("log", row)
                     if end_of_epoch and self._stop_signal is None:
-                        text = self.sample()
+                        text = self.sample() if self.world.is_root else ""
                         self.samples.append(text)
                         head = (f"epoch {epoch_no}, step {self.step}, val {self.val_loss:.4f} nats/char, "
                                 f"temperature {cfg.temperature:g}")
@@ -525,10 +569,12 @@ class Trainer:
             return
 
         def handler(signum: int, frame: Any) -> None:
-            if self._stop_signal is not None:
+            if self._signal_seen is not None:
                 raise KeyboardInterrupt   # second signal: quit now (checkpoint writes are atomic)
-            self._stop_signal = signal.Signals(signum).name
-            print(f"\n{self._stop_signal} received: saving the last checkpoint after this step "
+            self._signal_seen = signal.Signals(signum).name
+            if self.world.size == 1:      # acted on at once; under MPI at the next agreement of all ranks
+                self._stop_signal = self._signal_seen
+            print(f"\n{self._signal_seen} received: saving the last checkpoint after this step "
                   f"(press Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -542,12 +588,15 @@ class Trainer:
 # --------------------------------------------------------------------------------------------
 # entry points
 
-def describe(cfg: Config, corpus: Corpus, run_dir: Path | None, num_params: int, nb: int) -> str:
+def describe(cfg: Config, corpus: Corpus, run_dir: Path | None, num_params: int, nb: int, ranks: int = 1) -> str:
     """The resolved configuration as printed at the start of a run (TOML, so --config can read it back)."""
     head = [f"# run folder: {run_dir if run_dir is not None else '(in memory, nothing saved)'}",
             f"# corpus: {corpus.display_path}: {corpus.chars:,} chars, vocabulary {len(corpus.vocab)}, "
             f"sha256 {corpus.sha256[:16]}…",
             f"# model: {num_params:,} parameters; {nb} batches of {cfg.batch_size}×{cfg.max_len} chars per epoch"]
+    if ranks > 1:
+        head.append(f"# data-parallel: {ranks} MPI ranks, {cfg.batch_size // ranks}"
+                    + (f"-{-(-cfg.batch_size // ranks)}" if cfg.batch_size % ranks else "") + " streams each")
     return "\n".join(head + [cfg.to_toml()])
 
 
@@ -561,21 +610,36 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     text:    train on this string instead of a file
     callbacks: functions called as cb(event, record) for events "step" (every step), "log"
              (each metrics row), "eval" (each validation) and "epoch" (each epoch end, with its sample);
-             a callback may raise StopTraining to end the run early.
+             a callback may raise StopTraining on "step" or "eval" to end the run early (the last
+             checkpoint is then saved at that step).
     log:     where messages go (None = silent); progress: show a tqdm bar on stderr.
+
+    Under `mpiexec` every rank calls this (train.distributed): rank 0 alone checks and writes the
+    run folder, prints and calls the callbacks (a StopTraining there stops every rank); an error
+    on any rank stops all of them with that error.
     """
+    world = distributed.world()
+    root = world.is_root
     if out is not None:
-        check_run_dir(out, overwrite=overwrite)   # fail before the (slow) corpus load
-        runlock.ensure_free(out)                  # --overwrite of a folder still training is refused
+        def check() -> None:
+            check_run_dir(out, overwrite=overwrite)   # fail before the (slow) corpus load
+            runlock.ensure_free(out)                  # --overwrite of a folder still training is refused
+        world.on_root(check)
     if corpus is None:
-        corpus = Corpus.from_text(text) if text is not None else Corpus.load(
-            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
-    trainer = Trainer(cfg, corpus, callbacks=callbacks, progress=progress, log=log,
-                      handle_signals=handle_signals)      # validates data and config: nothing written yet
-    run_dir = trainer.run_dir = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
-    if run_dir is not None:
-        write_run_config(run_dir, cfg, corpus, trainer.num_params)
-    trainer.log(describe(cfg, corpus, run_dir, trainer.num_params, len(trainer.batches)))
+        corpus = world.together(lambda: Corpus.from_text(text) if text is not None else Corpus.load(
+            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level))
+    trainer = world.together(lambda: Trainer(   # validates data and config: nothing written yet
+        cfg, corpus, callbacks=callbacks if root else (), progress=progress and root, log=log if root else None,
+        handle_signals=handle_signals, world=world))
+
+    def create() -> Path | None:
+        made = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
+        if made is not None:
+            write_run_config(made, cfg, corpus, trainer.num_params)
+        return made
+    run_dir = world.on_root(create)
+    trainer.run_dir = run_dir if root else None
+    trainer.log(describe(cfg, corpus, run_dir, trainer.num_params, len(trainer.batches), world.size))
     return trainer.run()
 
 
@@ -587,15 +651,22 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
     `changes` may set new values for RESUMABLE fields (epochs and max_steps are the new totals;
     data may point to a moved copy of the same corpus); any other field must keep its value.
     A run trained on in-memory `text` is resumed by passing the same text (its checksum is checked).
+    Under `mpiexec`, rank 0 reads the checkpoint and sends it to the others; the run may have been
+    trained on any number of ranks.
     """
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / LAST
-    if not run_dir.is_dir():
-        raise ResumeError(f"run folder not found: {run_dir}")
-    if not path.is_file():
-        raise ResumeError(f"{run_dir} has no checkpoint to resume from (expected {path})")
-    runlock.ensure_free(run_dir)                  # a second session on a folder still training is refused
-    start = checkpoint.load(path)
+    world = distributed.world()
+    root = world.is_root
+
+    def load() -> Checkpoint:
+        if not run_dir.is_dir():
+            raise ResumeError(f"run folder not found: {run_dir}")
+        if not path.is_file():
+            raise ResumeError(f"{run_dir} has no checkpoint to resume from (expected {path})")
+        runlock.ensure_free(run_dir)              # a second session on a folder still training is refused
+        return checkpoint.load(path)
+    start = world.on_root(load)
     cfg = start.config
     updates = {}
     for k, v in (changes or {}).items():
@@ -606,20 +677,27 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
                               f"{getattr(cfg, k)!r}); start a new run with --out instead")
         updates[k] = v
     cfg = cfg.replace(**updates)
-    if corpus is None:
-        corpus = Corpus.from_text(text) if text is not None else Corpus.load(
-            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
-    want = start.corpus.get("sha256")
-    if want and corpus.sha256 != want:
-        raise ResumeError(f"the corpus {corpus.display_path} is not the one this run was trained on "
-                          f"(sha256 {corpus.sha256[:12]}… vs {str(want)[:12]}…): pass --data with the original text")
-    if corpus.vocab != start.vocab:
-        raise VocabError(f"the vocabulary of {corpus.display_path} does not match the checkpoint's")
-    trainer = Trainer(cfg, corpus, run_dir=run_dir, start=start, callbacks=callbacks, progress=progress,
-                      log=log, handle_signals=handle_signals)
+
+    def setup() -> Trainer:
+        nonlocal corpus
+        if corpus is None:
+            corpus = Corpus.from_text(text) if text is not None else Corpus.load(
+                cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
+        want = start.corpus.get("sha256")
+        if want and corpus.sha256 != want:
+            raise ResumeError(f"the corpus {corpus.display_path} is not the one this run was trained on "
+                              f"(sha256 {corpus.sha256[:12]}… vs {str(want)[:12]}…): pass --data with the original text")
+        if corpus.vocab != start.vocab:
+            raise VocabError(f"the vocabulary of {corpus.display_path} does not match the checkpoint's")
+        return Trainer(cfg, corpus, run_dir=run_dir if root else None, start=start,
+                       callbacks=callbacks if root else (),
+                       progress=progress and root, log=log if root else None, handle_signals=handle_signals,
+                       world=world)
+    trainer = world.together(setup)
     trainer.last_saved_step = start.step
     if updates:
-        write_run_config(run_dir, cfg, corpus, trainer.num_params)
+        world.on_root(lambda: write_run_config(run_dir, cfg, corpus, trainer.num_params))
     trainer.log(f"resuming {run_dir} at epoch {start.epoch + 1}, batch {start.batch_index}, step {start.step}"
-                + (f" (changed: {', '.join(f'{k}={v!r}' for k, v in updates.items())})" if updates else ""))
+                + (f" (changed: {', '.join(f'{k}={v!r}' for k, v in updates.items())})" if updates else "")
+                + (f" on {world.size} MPI ranks" if world.size > 1 else ""))
     return trainer.run()
