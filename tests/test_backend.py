@@ -93,12 +93,6 @@ def test_host_copy_and_to_device_with_numpy():
     np.testing.assert_array_equal(moved["W"], d["W"])
 
 
-def test_scatter_add_rows_accumulates_repeats():
-    target = np.zeros((3, 2))
-    backend.scatter_add_rows(np, target, np.array([0, 2, 0, 0]), np.arange(8.0).reshape(4, 2))
-    np.testing.assert_array_equal(target, [[0 + 4 + 6, 1 + 5 + 7], [0, 0], [2, 3]])
-
-
 def test_numpy_params_never_take_the_fused_path():
     p = model.init_params(5, 8, seed=0)
     x = np.zeros((2, 3), dtype=np.int64)

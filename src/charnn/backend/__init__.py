@@ -108,13 +108,3 @@ def fused_loss_and_grads(params: Mapping[str, Any], inputs: Any, targets: Any,
     from . import cuda  # noqa: PLC0415 - imports CuPy; only reached with CuPy arrays in hand
 
     return cuda.loss_and_grads(params, inputs, targets, h0)
-
-
-def scatter_add_rows(xp: ModuleType, target: Any, index: Any, values: Any) -> None:
-    """target[index[i]] += values[i] for every i, with repeated indices accumulated."""
-    if xp is np:
-        np.add.at(target, index, values)
-    else:  # pragma: no cover - GPU only
-        import cupyx  # noqa: PLC0415
-
-        cupyx.scatter_add(target, index, values)
