@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, runlock
+from . import checkpoint, finetune, runlock
 from .. import __version__, model
 from ..backend import get_xp, host_copy, to_numpy
 from ..data import Batches, DataError, hold_out
@@ -167,7 +167,8 @@ class Trainer:
     def __init__(self, cfg: Config, corpus: Corpus, *, run_dir: Path | None = None,
                  start: Checkpoint | None = None, callbacks: Iterable[Callback] = (),
                  progress: bool = True, log: Callable[[str], None] | None = print,
-                 handle_signals: bool = False):
+                 handle_signals: bool = False, init: Mapping[str, np.ndarray] | None = None):
+        """start: a checkpoint to continue exactly; init: starting weights for a new run (fine-tuning)."""
         self.cfg, self.corpus, self.run_dir = cfg, corpus, run_dir
         self.callbacks = list(callbacks)
         self.progress, self._log, self.handle_signals = progress, log, handle_signals
@@ -176,7 +177,7 @@ class Trainer:
         self._train_session = 0.0      # seconds spent in training steps in this session (Config.max_minutes)
         corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
-        train_ids, val_ids = corpus.split(cfg.train_fraction)
+        train_ids, val_ids, _ = corpus.splits(cfg.train_fraction, cfg.val_fraction, cfg.test_fraction)   # test: never read
         # The start of the training split can be held out of training, to calibrate on (data.hold_out).
         self.calib_ids = None
         self.val_loss_plain: float | None = None
@@ -185,7 +186,7 @@ class Trainer:
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
         if len(val_ids) < 2:
             raise DataError(f"the validation split holds {len(val_ids)} character(s), too few to evaluate: "
-                            f"use a longer corpus or a smaller --train-fraction")
+                            f"use a longer corpus, a smaller --train-fraction or a larger --val-fraction")
         self.xp = get_xp(cfg.device)
         self.val_ids = self.xp.asarray(val_ids)
         self.unigram = unigram_counts(train_ids, len(self.vocab)).tolist()
@@ -194,8 +195,8 @@ class Trainer:
                                   beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng([cfg.seed, 1])    # samples (a stream apart from the init's)
         if start is None:
-            params = model.init_params(V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype),
-                                       cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
+            params = dict(init) if init is not None else model.init_params(
+                V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype), cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
             self.h = None
             self.step = self.epoch = self.batch_index = self.chars_seen = 0
             self.wall_before, self.best_val_loss, self.train_before = 0.0, None, 0.0
@@ -548,6 +549,8 @@ def describe(cfg: Config, corpus: Corpus, run_dir: Path | None, num_params: int,
             f"# corpus: {corpus.display_path}: {corpus.chars:,} chars, vocabulary {len(corpus.vocab)}, "
             f"sha256 {corpus.sha256[:16]}…",
             f"# model: {num_params:,} parameters; {nb} batches of {cfg.batch_size}×{cfg.max_len} chars per epoch"]
+    if cfg.init_from:
+        head.append(f"# fine-tuning: starts from the weights and vocabulary of {cfg.init_from}")
     return "\n".join(head + [cfg.to_toml()])
 
 
@@ -570,8 +573,11 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     if corpus is None:
         corpus = Corpus.from_text(text) if text is not None else Corpus.load(
             cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
+    init = None
+    if cfg.init_from:     # fine-tuning: the checkpoint's weights and vocabulary (charnn.train.finetune)
+        corpus, init, _ = finetune.prepare(cfg, corpus)
     trainer = Trainer(cfg, corpus, callbacks=callbacks, progress=progress, log=log,
-                      handle_signals=handle_signals)      # validates data and config: nothing written yet
+                      handle_signals=handle_signals, init=init)   # validates data and config: nothing written yet
     run_dir = trainer.run_dir = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
     if run_dir is not None:
         write_run_config(run_dir, cfg, corpus, trainer.num_params)
@@ -606,9 +612,12 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
                               f"{getattr(cfg, k)!r}); start a new run with --out instead")
         updates[k] = v
     cfg = cfg.replace(**updates)
+    own = start.vocab if cfg.init_from else None     # a fine-tuned run reads with its model's vocabulary
     if corpus is None:
-        corpus = Corpus.from_text(text) if text is not None else Corpus.load(
-            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
+        corpus = Corpus.from_text(text, vocab=own) if text is not None else Corpus.load(
+            cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level, vocab=own)
+    elif own is not None and corpus.vocab != own:
+        corpus = finetune.reencode(corpus, own)
     want = start.corpus.get("sha256")
     if want and corpus.sha256 != want:
         raise ResumeError(f"the corpus {corpus.display_path} is not the one this run was trained on "
