@@ -148,3 +148,20 @@ def test_poisoning_the_test_split_changes_nothing_in_the_presets_run(tmp_path):
     te_a = model.evaluate(best_a.params, ca.ids[-n_test:])[0]
     te_b = model.evaluate(best_b.params, cb.ids[-n_test:])[0]
     assert te_a != te_b
+
+
+def test_the_reproduce_report_says_which_split_each_figure_is_on(tmp_path):
+    from charnn.reproduce import experiments, report
+
+    text = write_corpus(tmp_path).read_text(encoding="utf-8")
+    ctx = experiments.Context(experiments.settings_for(True), Corpus.from_text(text), text, "tiny.txt")
+    assert (len(ctx.train_text), len(ctx.val_text), ctx.n_test) == (10_800, 1_200, 0)   # the seed's 90/10
+    info = {"settings": experiments.settings_for(True).to_dict(), "corpus": "tiny.txt", "corpus_chars": 12_000,
+            "vocab_size": 60, "train_chars": 10_800, "val_chars": 1_200, "test_chars": 0, "wall_s": 1.0}
+    (tmp_path / "settings.json").write_text(json.dumps(info))
+    intro = report.meta_from(tmp_path)["intro"]
+    assert "Which split each figure is on" in intro and "val (validation) loss on the validation split" in intro
+    assert "hold out no test split" in intro
+    (tmp_path / "settings.json").write_text(json.dumps({**info, "test_chars": 1_000}))
+    intro = report.meta_from(tmp_path)["intro"]
+    assert "/ 1,000 test" in intro and "the test split (1,000 characters at the end) is read by none" in intro
