@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 NAMES = ("shakespeare", "kjv", "linux")
 BIBLE_RANGE = "Gen1:1-Rev22:21"
 BIBLE_COLUMNS = 80
-LINUX_FOLDERS = ("kernel/sched", "mm")          # their .c and .h files (not those of subfolders): about 4 MB
+LINUX_FOLDERS = ("kernel/sched", "mm")          # their .c and .h files (not those of subfolders): a few MB
 LINUX_SUFFIXES = (".c", ".h")
 LINUX_GLOB = "linux-source-*.tar.xz"
 
@@ -81,7 +81,7 @@ def linux_tarball(src_dir: Path = Path("/usr/src")) -> Path:
 
 def linux_member(name: str) -> str | None:
     """The path inside the source tree of a tarball member that belongs to the corpus, else None."""
-    parts = name.split("/", 1)                     # drop the top folder, linux-source-X.Y/
+    parts = name.removeprefix("./").split("/", 1)  # drop the top folder, linux-source-X.Y/
     if len(parts) != 2:
         return None
     rel = parts[1]
