@@ -177,8 +177,8 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
 ]
 
 
-_METAVARS = {"data": "PATH", "init_from": "CHECKPOINT_OR_RUN", "optimizer": "adam|sgd", "dtype": "float32|float64", "device": "cpu|cuda",
-             "cell": "rnn|lstm|gru", "lr_schedule": "constant|step|cosine"}
+_METAVARS = {"data": "PATH", "init_from": "CHECKPOINT_OR_RUN", "optimizer": "adam|sgd", "dtype": "float32|float64",
+             "device": "cpu|cuda", "cell": "rnn|lstm|gru", "lr_schedule": "constant|step|cosine"}
 
 
 def _add_train_flag(p: argparse.ArgumentParser, flag: str, field: str, typ: Callable[[str], Any], help_: str) -> None:
@@ -225,9 +225,10 @@ def _fresh_config(merged: dict[str, Any]) -> Any:
     for key in ("data", "init_from"):
         if isinstance(merged.get(key), str) and merged[key]:
             merged[key] = str(Path(merged[key]).resolve())   # a run must find its files from anywhere
-    val, test = merged.get("val_fraction") or 0.0, merged.get("test_fraction") or 0.0
-    given = merged.get("train_fraction")
-    if val and isinstance(given, (int, float)) and abs(given - (1.0 - val - test)) > 1e-9:
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731 (else Config refuses it)
+    val, test, given = (merged.get(k, 0.0) for k in ("val_fraction", "test_fraction", "train_fraction"))
+    if ("train_fraction" in merged and all(map(number, (val, test, given))) and val > 0
+            and abs(given - (1.0 - val - test)) > 1e-9):
         raise CLIError(f"--train-fraction {given:g} conflicts with --val-fraction {val:g} and --test-fraction "
                        f"{test:g}: with --val-fraction, training takes the rest ({1.0 - val - test:g}); give one or the other")
     if merged.get("init_from"):

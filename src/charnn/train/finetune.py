@@ -74,8 +74,11 @@ def reencode(corpus: Corpus, vocab: Vocab) -> Corpus:
     missing = [ch for ch in corpus.vocab.chars if ch not in vocab.stoi]
     if missing:
         raise VocabError(f"character(s) not in the model's vocabulary: {', '.join(map(repr, missing[:SHOWN]))}")
-    table = np.array([vocab.stoi[ch] for ch in corpus.vocab.chars], dtype=np.int64)
-    ids = table[np.asarray(corpus.ids, dtype=np.int64)].astype(vocab.dtype)
+    table = np.array([vocab.stoi[ch] for ch in corpus.vocab.chars], dtype=vocab.dtype)
+    ids = np.empty(len(corpus.ids), dtype=vocab.dtype)
+    step = 1 << 22                      # in slices: a memory-mapped corpus is never copied whole
+    for s in range(0, len(ids), step):
+        ids[s:s + step] = table[np.asarray(corpus.ids[s:s + step], dtype=np.int64)]
     return Corpus(vocab=vocab, ids=ids, path=corpus.path, sha256=corpus.sha256)
 
 
