@@ -93,6 +93,8 @@ def test_refuses_another_architecture(tmp_path, source):
         res = charnn("train", "--init-from", source, "--data", data, "--out", tmp_path / "ft", *flags,
                      "--max-steps", "1", "--no-progress")
         assert_user_error(res, needle, "conflicts", "architecture")
+    assert_user_error(charnn("train", "--init-from", tmp_path / "nothere", "--data", data, "--out", tmp_path / "ft",
+                             "--max-steps", "1", "--no-progress"), "not found", "nothere")
     assert not (tmp_path / "ft").exists()
     assert_user_error(charnn("train", "--data", data, "--extend-vocab", *SMALL, "--out", tmp_path / "x"),
                       "extend-vocab needs --init-from")
