@@ -1,28 +1,38 @@
-"""Validation loss vs training wall time on Tiny Shakespeare: charnn's best CPU preset vs the PyTorch twin.
+"""Test loss vs training wall time: charnn's best CPU preset vs the strongest PyTorch twins, on any corpus.
 
 Runs, one after the other on the same machine, each for the same training wall-clock budget:
 
-  charnn   `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`;
-           a 2-layer GRU of 1024 units; what each setting does is written in the preset)
-  pytorch  the PyTorch twin: nn.LSTM 2×512, dropout 0.2 (between the layers and before
-           the output layer), Adam 2e-3 with cosine decay, B=64, T=100, random windows of the train
-           split from a zero state, global-norm clipping at 5
-  rnn      charnn's vanilla (seed) RNN cell, H=512, B=32, Adam 2e-3 cosine: the best-figure row for the RNN
+  charnn        `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`)
+  pytorch-lstm  what a good PyTorch user writes: nn.Embedding + nn.LSTM 2×512 + nn.Linear, the training
+                text cut into B=64 contiguous streams read T=100 characters at a time with the state
+                carried (truncated BPTT, as charnn trains), dropout between the layers and before the
+                output layer, Adam 2e-3 with a 100-step warm-up and a cosine decay over the time budget,
+                global-norm clipping at 5, all cores
+  pytorch-gru   the same at the preset's size and cell (nn.GRU 2×1024 for configs/best-cpu.toml)
+  rnn           charnn's vanilla (seed) RNN cell, H=512, B=32, Adam 2e-3 cosine
 
-Clock: only training counts (evaluation, checkpoints and epoch-end samples are excluded). A charnn
+Splits (as the preset's): train | validation 5% | test 10%, contiguous, the test split the end of the
+corpus. Every choice is made on the validation split: each run's best checkpoint (early stopping),
+charnn's calibration, and the twins' dropout (--twin-dropouts: each value is trained for the whole
+budget and the one with the best validation loss is reported; the others are kept in the JSON).
+The test split is scored only for the checkpoint that is best on validation so far, so the figure
+at a time t is the test loss of the model one would have picked at t.
+
+Clock: only training counts (evaluations, checkpoints and epoch-end samples are excluded). A charnn
 run gets the budget as its own time limit (Config.max_minutes), so its cosine schedule decays over
-the training minutes and ends when the budget does (--no-fit keeps the preset's own max_steps); a
-few timed steps first only space the evaluations. The twin times a few steps and sets its step
-count from them (torch's scheduler counts steps). Validation is the whole 10%
-split with the state carried, read as 32 parallel streams with a 500-character warm-up each
-(`charnn.nn.reader.evaluate` / `charnn.nn.reader.stream_layout`, the same layout for the PyTorch model),
-every 1/12 of the run; at the end the best checkpoint of each run is also scored exactly at
-batch 1 in one pass.
+the training minutes and ends when the budget does; the twins decay their cosine over the same
+training seconds. Evaluations (validation, and test when validation improved) read each split as
+32 parallel streams with a 500-character warm-up each (`charnn.nn.reader.stream_layout`, the same
+layout for the PyTorch models), --evals times per run; at the end each run's best checkpoint is
+also scored exactly at batch 1 on the test split.
 
-    python benchmarks/bench_quality.py --minutes 30                  # the full measurement (~1.7 h)
-    python benchmarks/bench_quality.py --minutes 30 --runs charnn --out benchmarks/results/quality/best-cpu
-    python benchmarks/bench_quality.py --minutes 1 --runs charnn     # smoke test
-Writes OUT/quality.json (curves and metadata), OUT/quality.png (the plot) and prints a table.
+    python benchmarks/bench_quality.py --minutes 30                                  # the full measurement
+    python benchmarks/bench_quality.py --minutes 30 --corpus corpora/kjv.txt --out benchmarks/results/quality/kjv
+    python benchmarks/bench_quality.py --minutes 30 --runs pytorch-lstm --twin-dropouts 0.1,0.2,0.3  # the search
+    python benchmarks/bench_quality.py --minutes 0.2 --hidden-size 64 --corpus-chars 200000 --evals 3 \
+        --torch-threads 1 --out /tmp/quality-smoke                                    # smoke test (~2 min)
+Writes OUT/quality.json (curves and metadata), OUT/quality.png (test loss against wall time, every
+run on one plot) and prints a table of the test loss at 5, 10, 20 and 30 minutes.
 """
 from __future__ import annotations
 
@@ -36,6 +46,7 @@ import time
 import tomllib
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,28 +55,23 @@ from threadpoolctl import threadpool_info
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from charnn.eval import calibrate  # noqa: E402
-from charnn.train import checkpoint  # noqa: E402
-from charnn import model, model as stack, train  # noqa: E402
-from charnn.train.config import Config  # noqa: E402
+from charnn import model, train  # noqa: E402
 from charnn.data.corpus import Corpus  # noqa: E402
-from charnn.train.optim import clip_by_global_norm, clip_by_value, make_optimizer  # noqa: E402
+from charnn.train import checkpoint  # noqa: E402
+from charnn.train.config import Config  # noqa: E402
 
 STREAMS, BURN_IN = 32, 500
-N_EVALS = 12                       # validations per run (--evals)
+MARKS = (5, 10, 20, 30)            # minutes at which the table reports the test loss
+VAL_FRACTION, TEST_FRACTION = 0.05, 0.10
 RNN_CFG = dict(cell="rnn", layers=1, hidden_size=512, batch_size=32, max_len=100, lr=2e-3, lr_schedule="cosine",
                warmup_steps=100, min_lr=2e-5, grad_clip=5.0, epochs=1000, eval_streams=STREAMS,
-               sample_length=200, log_every=50)
-
-
-def set_evals(n: int) -> None:
-    global N_EVALS
-    N_EVALS = max(1, n)
+               sample_length=200, log_every=50, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
 
 
 def blas_summary() -> str:
     info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return "; ".join(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} {i.get('num_threads')} threads" for i in info)
+    return "; ".join(f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+                     f"{i.get('num_threads')} threads" for i in info)
 
 
 def load_avg() -> float:
@@ -75,43 +81,32 @@ def load_avg() -> float:
         return float("nan")
 
 
+def splits(corpus: Corpus) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """train | validation 5% | test 10% (the preset's splits; charnn.data.split_sizes)."""
+    return corpus.splits(1.0 - VAL_FRACTION - TEST_FRACTION, VAL_FRACTION, TEST_FRACTION)
+
+
+def streamed_nats(params: dict, ids: np.ndarray, streams: int = STREAMS) -> float:
+    total, n, _ = model.evaluate(params, ids, streams=streams, burn_in=BURN_IN)
+    return total / n
+
+
 # --------------------------------------------------------------------------------------------
 # charnn runs (the real trainer)
 
-def steps_per_s_charnn(cfg: Config, corpus: Corpus, n: int = 4) -> float:
-    """Training steps per second of cfg's model, timed on n steps after one warm-up step."""
-    params = model.init_params(len(corpus.vocab), cfg.hidden_size, seed=0, dtype=np.dtype(cfg.dtype),
-                               cell=cfg.cell, layers=cfg.layers)
-    opt = make_optimizer(cfg.optimizer, cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
-                         weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(0)
-    ids = corpus.split(cfg.train_fraction)[0]
-    B, T = cfg.batch_size, cfg.max_len
-    x = ids[: B * T].reshape(B, T)
-    y = ids[1: B * T + 1].reshape(B, T)
-    _, L, _, H = stack.describe(params)
-    times = []
-    for i in range(n + 1):
-        t = time.perf_counter()
-        masks = (stack.dropout_masks(rng, cfg.dropout, L, T, B, H, np.dtype(cfg.dtype), locked=cfg.locked_dropout)
-                 if cfg.dropout else None)
-        _, grads, _ = (stack.loss_and_grads(params, x, y, masks=masks) if masks is not None
-                       else model.loss_and_grads(params, x, y))
-        clip_by_value(grads, -cfg.grad_clip, cfg.grad_clip)
-        if cfg.clip_norm > 0:
-            clip_by_global_norm(grads, cfg.clip_norm)
-        opt.step(params, grads)
-        times.append(time.perf_counter() - t)
-    return 1.0 / float(np.median(times[1:]))
-
-
 class Clock:
-    """Training-only wall clock for the trainer's callbacks; stops the run when the budget is spent."""
+    """Training-only wall clock and the curve of a charnn run, from the trainer's callbacks.
 
-    def __init__(self, budget_s: float):
+    At each validation that improves on the best so far, the best checkpoint (just written) is scored
+    on the test split; every curve point carries the test loss of the best-on-validation model so far.
+    """
+
+    def __init__(self, budget_s: float, best_path: Path, test_ids: np.ndarray):
         self.budget_s, self.train_s, self.mark = budget_s, 0.0, time.perf_counter()
+        self.best_path, self.test_ids = best_path, test_ids
         self.curve: list[dict] = []
         self.steps = 0
+        self.best_val, self.best_test = math.inf, math.nan
 
     def __call__(self, event: str, rec: dict) -> None:
         now = time.perf_counter()
@@ -122,77 +117,102 @@ class Clock:
             if self.train_s >= self.budget_s:
                 raise train.StopTraining
         elif event == "eval":
+            if rec["val_loss"] < self.best_val:
+                self.best_val = rec["val_loss"]
+                best = checkpoint.load(self.best_path)
+                self.best_test = streamed_nats(best.model_params, self.test_ids)
             self.curve.append({"train_s": round(self.train_s, 2), "step": rec["step"], "val_loss": rec["val_loss"],
-                               "train_loss": rec["train_loss"],
+                               "test_loss": self.best_test, "train_loss": rec["train_loss"],
                                **{k: rec[k] for k in ("val_loss_plain", "temperature") if k in rec}})
             self.mark = time.perf_counter()
         else:                          # log/epoch rows: whatever ran since the step is not training
             self.mark = now
 
 
-def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path, fit: bool) -> dict:
-    rate = steps_per_s_charnn(cfg, corpus)
-    if fit:
-        # The run's own time budget (Config.max_minutes): the cosine decays over the training minutes, so
-        # it ends with the budget however fast this machine runs today. A step count fitted to a few
-        # probe steps was off by up to 10% (4.9k-6.0k chars/s probed, 5.3k-5.4k sustained).
-        cfg = cfg.replace(max_minutes=minutes, max_steps=0, epochs=1000,
-                          eval_every=max(1, int(minutes * 60 * rate) // N_EVALS))
-    else:
-        cfg = cfg.replace(eval_every=max(1, cfg.max_steps // N_EVALS) if cfg.max_steps else cfg.eval_every)
-    clock = Clock(minutes * 60)
+def charnn_config(cfg: Config, minutes: float, evals: int, rate_steps_s: float | None = None) -> Config:
+    """The run's own time budget (the cosine decays over the training minutes) and evaluations spaced in it."""
+    every = max(1, int(minutes * 60 * rate_steps_s) // evals) if rate_steps_s else cfg.eval_every
+    return cfg.replace(max_minutes=minutes, max_steps=0, epochs=1000, eval_every=every,
+                       val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
+
+
+def steps_per_s(cfg: Config, corpus: Corpus, n: int = 3) -> float:
+    """Training steps per second of cfg's model, timed on n steps after one warm-up step (in memory)."""
+    times: list[float] = []
+    last = [time.perf_counter()]
+
+    def cb(event: str, rec: dict) -> None:
+        if event == "step":
+            now = time.perf_counter()
+            times.append(now - last[0])
+            last[0] = now
+            if len(times) > n:
+                raise train.StopTraining
+    probe = cfg.replace(max_minutes=0.0, max_steps=n + 1, eval_every=0, epochs=1, sample_length=1,
+                        init_from="", extend_vocab=False)
+    train.train(probe, None, corpus=corpus, callbacks=[cb], progress=False, log=None)
+    return 1.0 / float(np.median(times[1:])) if len(times) > 1 else 1.0
+
+
+def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path, evals: int) -> dict:
+    own = corpus                  # the corpus under the model's vocabulary (a fine-tuned model's: its source's)
+    if cfg.init_from:
+        from charnn.train import finetune
+        own = finetune.prepare(cfg, corpus)[0]
+    rate = steps_per_s(cfg, own)  # on a fresh model of the same size
+    cfg = charnn_config(cfg, minutes, evals, rate)
+    _, _, test_ids = splits(own)
+    clock = Clock(minutes * 60, out / name / "checkpoints" / "best.safetensors", test_ids)
     print(f"[{name}] {rate:.2f} steps/s ({rate * cfg.batch_size * cfg.max_len:,.0f} chars/s) before the run; "
-          + (f"max_minutes {cfg.max_minutes:g}" if cfg.max_minutes else f"max_steps {cfg.max_steps}")
-          + f", eval every {cfg.eval_every}", flush=True)
+          f"max_minutes {cfg.max_minutes:g}, eval every {cfg.eval_every}", flush=True)
     t0 = time.perf_counter()
     res = train.train(cfg, out / name, corpus=corpus, overwrite=True, callbacks=[clock], progress=False,
                       log=lambda m: None)
-    wall = time.perf_counter() - t0
     best = checkpoint.load(out / name / "checkpoints" / "best.safetensors")
-    _, val_ids = corpus.split(cfg.train_fraction)
-    # The network as evaluated and sampled: with a held-out text (calibration_fraction), V and c divided by
-    # the temperature fitted on it (charnn.eval.calibrate); the loss at temperature 1 is kept beside it.
-    extra = {}
-    if best.temperature != 1.0:
-        exact, plain = calibrate.mean_nll(best.params, val_ids, [best.temperature, 1.0])   # one pass, batch 1
-        extra = {"temperature": best.temperature, "best_exact_plain": plain}
-    else:
-        total, n, _ = stack.evaluate(best.params, val_ids)
-        exact = total / n
-    return {**extra, "name": name, "config": cfg.to_dict(), "curve": clock.curve, "train_s": clock.train_s,
+    exact = streamed_nats(best.model_params, test_ids, streams=1)
+    return {"name": name, "config": cfg.to_dict(), "curve": clock.curve, "train_s": clock.train_s,
             "steps": clock.steps, "chars_per_s": clock.steps * cfg.batch_size * cfg.max_len / max(clock.train_s, 1e-9),
-            "best_streamed": res.best_val_loss, "best_exact": exact, "best_step": best.step,
-            "wall_s": wall, "params": int(sum(p.size for p in res.params.values()))}
+            "best_val_streamed": res.best_val_loss, "test_exact": exact, "best_step": best.step,
+            "temperature": best.temperature, "wall_s": time.perf_counter() - t0,
+            "params": int(sum(p.size for p in res.params.values()))}
 
 
 # --------------------------------------------------------------------------------------------
-# the PyTorch twin
+# the PyTorch twins
 
 class Twin(torch.nn.Module):
-    def __init__(self, V: int, H: int = 512, layers: int = 2, dropout: float = 0.2):
+    """nn.Embedding + nn.LSTM/GRU + nn.Linear, dropout between the layers and before the output layer."""
+
+    def __init__(self, V: int, cell: str, H: int, layers: int, dropout: float, embed: int):
         super().__init__()
-        self.V = V
-        self.lstm = torch.nn.LSTM(V, H, layers, dropout=dropout)
+        self.V, self.cell = V, cell
+        self.embed = torch.nn.Embedding(V, embed)
+        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+        self.rnn = rnn(embed, H, layers, dropout=dropout)
         self.drop = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(H, V)
 
-    def forward(self, x: torch.Tensor, state=None):
-        out, state = self.lstm(torch.nn.functional.one_hot(x, self.V).float(), state)
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        out, state = self.rnn(self.embed(x), state)
         return self.head(self.drop(out)), state
+
+
+def detach(state: Any) -> Any:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
 @torch.no_grad()
 def twin_to_charnn(m: Twin) -> dict[str, np.ndarray]:
-    """The twin's weights in charnn's LSTM layout (exact: the layouts differ only in gate order).
+    """An LSTM twin's weights in charnn's layout (exact: the layouts differ only in gate order).
 
     torch.nn.LSTM stacks its gates (i, f, g, o); charnn's are (i, f, o, g), and charnn has one
-    bias per layer where PyTorch has b_ih + b_hh.
+    bias per layer where PyTorch has b_ih + b_hh. The embedding is charnn's E.
     """
-    H = m.lstm.hidden_size
+    H = m.rnn.hidden_size
     perm = np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
-    out = {}
-    for l in range(m.lstm.num_layers):
-        g = lambda name: getattr(m.lstm, f"{name}_l{l}").detach().numpy().astype(np.float32)  # noqa: E731
+    out = {"E": m.embed.weight.detach().numpy().astype(np.float32).copy()}
+    for l in range(m.rnn.num_layers):
+        g = lambda name: getattr(m.rnn, f"{name}_l{l}").detach().numpy().astype(np.float32)  # noqa: E731
         out[f"L{l}.W"] = np.ascontiguousarray(g("weight_hh")[perm])
         out[f"L{l}.U"] = np.ascontiguousarray(g("weight_ih")[perm])
         out[f"L{l}.b"] = np.ascontiguousarray((g("bias_ih") + g("bias_hh"))[perm])
@@ -202,105 +222,118 @@ def twin_to_charnn(m: Twin) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def twin_eval(m: Twin, val: np.ndarray, streams: int, burn_in: int = BURN_IN, chunk: int = 1000) -> float:
+def twin_eval(m: Twin, ids: np.ndarray, streams: int = STREAMS, chunk: int = 1000) -> float:
+    """Mean loss over `ids` read as `streams` parallel streams with a warm-up each (charnn's layout)."""
     m.eval()
     if streams == 1:
-        X, Y, Wt = val[:-1, None], val[1:, None], np.ones((len(val) - 1, 1), np.float32)
+        X, Y, Wt = ids[:-1, None], ids[1:, None], np.ones((len(ids) - 1, 1), np.float32)
     else:
-        X, Y, Wt = stack.stream_layout(val, streams, burn_in)
+        X, Y, Wt = model.stream_layout(ids, streams, BURN_IN)
     total, state = 0.0, None
     for i in range(0, len(X), chunk):
-        x = torch.from_numpy(X[i:i + chunk].astype(np.int64))
-        logits, state = m(x, state)
+        logits, state = m(torch.from_numpy(X[i:i + chunk].astype(np.int64)), state)
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, m.V), torch.from_numpy(
             Y[i:i + chunk].astype(np.int64)).reshape(-1), reduction="none")
         total += float((nll.numpy() * Wt[i:i + chunk].reshape(-1)).sum())
     m.train()
-    return total / (len(val) - 1)
+    return total / (len(ids) - 1)
 
 
-def run_twin(corpus: Corpus, minutes: float, out: Path, seed: int = 0) -> dict:
+def cosine_lr(step: int, train_s: float, budget_s: float, lr: float, min_lr: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then a cosine from lr to min_lr over the training seconds."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    p = min(1.0, train_s / budget_s)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * p))
+
+
+def stream_batches(train_ids: np.ndarray, B: int, T: int) -> tuple[torch.Tensor, int]:
+    """The training text as B contiguous streams (B, L) and the number of T-character chunks per epoch."""
+    L = len(train_ids) // B
+    streams = torch.from_numpy(np.asarray(train_ids[:B * L], dtype=np.int64).reshape(B, L))
+    return streams, (L - 1) // T
+
+
+def run_twin(name: str, corpus: Corpus, minutes: float, out: Path, *, cell: str, hidden: int, layers: int,
+             dropout: float, embed: int, evals: int, lr: float = 2e-3, min_lr: float = 2e-5, warmup: int = 100,
+             B: int = 64, T: int = 100, clip: float = 5.0, seed: int = 0) -> dict:
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    train_ids, val_ids = corpus.split(0.9)
-    V, B, T = len(corpus.vocab), 64, 100
-    m = Twin(V)
-    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
-    tids = torch.from_numpy(train_ids.astype(np.int64))
-
-    def batch():
-        o = torch.from_numpy(rng.integers(0, len(train_ids) - T - 1, B))
-        idx = o[None, :] + torch.arange(T + 1)[:, None]          # (T+1, B), time-major
-        w = tids[idx]
-        return w[:-1], w[1:]
-
-    def one_step():
-        x, y = batch()
-        logits, _ = m(x)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+    train_ids, val_ids, test_ids = splits(corpus)
+    V = len(corpus.vocab)
+    m = Twin(V, cell, hidden, layers, dropout, embed)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    streams, per_epoch = stream_batches(train_ids, B, T)
+    budget = minutes * 60
+    every_s = budget / evals
+    print(f"[{name}] {cell} {layers}×{hidden}, embed {embed}, dropout {dropout:g}, B={B} T={T}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    curve: list[dict] = []
+    train_s, step, k, state = 0.0, 0, 0, None
+    best_val, best_test, best_state, next_eval = math.inf, math.nan, None, every_s
+    t_wall = time.perf_counter()
+    while train_s < budget:
+        t = time.perf_counter()
+        if k == per_epoch:                         # each epoch reads the streams from their start
+            k, state = 0, None
+        w = streams[:, k * T: k * T + T + 1].t()    # (T+1, B), time-major
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, train_s, budget, lr, min_lr, warmup)
+        logits, state = m(w[:-1], state)
+        state = detach(state)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), w[1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(m.parameters(), clip)
         opt.step()
-        return loss.item()
-
-    probe = Twin(V)    # time steps on a throwaway copy so the measured run starts fresh
-    popt = torch.optim.Adam(probe.parameters(), lr=2e-3)
-    times = []
-    for i in range(5):
-        t = time.perf_counter()
-        x, y = batch()
-        lo, _ = probe(x)
-        loss = torch.nn.functional.cross_entropy(lo.reshape(-1, V), y.reshape(-1))
-        popt.zero_grad()
-        loss.backward()
-        popt.step()
-        times.append(time.perf_counter() - t)
-    rate = 1.0 / float(np.median(times[1:]))
-    total_steps = max(5, int(0.97 * minutes * 60 * rate))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
-    every = max(1, total_steps // N_EVALS)
-    print(f"[pytorch] {rate:.2f} steps/s ({rate * B * T:,.0f} chars/s) before the run; steps {total_steps}, "
-          f"eval every {every}", flush=True)
-    curve, train_s, step, best, best_state = [], 0.0, 0, math.inf, None
-    t_wall = time.perf_counter()
-    while train_s < minutes * 60 and step < total_steps:
-        t = time.perf_counter()
-        loss = one_step()
-        sched.step()
         train_s += time.perf_counter() - t
-        step += 1
-        if step % every == 0 or step == total_steps or train_s >= minutes * 60:
-            v = twin_eval(m, val_ids, STREAMS)
-            curve.append({"train_s": round(train_s, 2), "step": step, "val_loss": v, "train_loss": loss})
-            if v < best:
-                best, best_state = v, {k: t_.clone() for k, t_ in m.state_dict().items()}
+        step, k = step + 1, k + 1
+        if train_s >= next_eval or train_s >= budget:
+            next_eval += every_s
+            v = twin_eval(m, val_ids)
+            if v < best_val:
+                best_val, best_state = v, {n: p.clone() for n, p in m.state_dict().items()}
+                best_test = twin_eval(m, test_ids)
+            curve.append({"train_s": round(train_s, 2), "step": step, "val_loss": v, "test_loss": best_test,
+                          "train_loss": float(loss.item())})
     m.load_state_dict(best_state)
-    exact = twin_eval(m, val_ids, 1)
-    # The best weights, in charnn's layout, for later scoring (benchmarks/bench_cache.py --params).
-    from safetensors.numpy import save_file  # noqa: PLC0415
-    (out / "pytorch").mkdir(parents=True, exist_ok=True)
-    save_file(twin_to_charnn(m), str(out / "pytorch" / "best-params.safetensors"))
-    return {"name": "pytorch", "config": {"cell": "lstm", "layers": 2, "hidden_size": 512, "dropout": 0.2,
-                                          "lr": 2e-3, "lr_schedule": "cosine", "batch_size": B, "max_len": T,
-                                          "clip_norm": 5.0, "batches": "random windows, zero state"},
+    exact = twin_eval(m, test_ids, streams=1)
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if cell == "lstm":                 # in charnn's layout, for benchmarks/bench_cache.py --params
+        from safetensors.numpy import save_file  # noqa: PLC0415
+        save_file(twin_to_charnn(m), str(folder / "best-params.safetensors"))
+    return {"name": name, "config": {"cell": cell, "layers": layers, "hidden_size": hidden, "embed": embed,
+                                     "dropout": dropout, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup,
+                                     "lr_schedule": "cosine over the training seconds", "batch_size": B,
+                                     "max_len": T, "clip_norm": clip, "threads": torch.get_num_threads(),
+                                     "batches": "contiguous streams, state carried"},
             "curve": curve, "train_s": train_s, "steps": step, "chars_per_s": step * B * T / max(train_s, 1e-9),
-            "best_streamed": best, "best_exact": exact, "wall_s": time.perf_counter() - t_wall,
+            "best_val_streamed": best_val, "test_exact": exact, "wall_s": time.perf_counter() - t_wall,
             "params": int(sum(p.numel() for p in m.parameters()))}
 
 
+def search_twin(name: str, dropouts: list[float], **kw: Any) -> dict:
+    """Train the twin once per dropout; report the one best on validation (the others under "search")."""
+    tried = [run_twin(name, dropout=d, **kw) for d in dropouts]
+    best = min(tried, key=lambda r: r["best_val_streamed"])
+    if len(tried) > 1:
+        best = {**best, "search": [{"dropout": r["config"]["dropout"], "best_val_streamed": r["best_val_streamed"],
+                                    "test_exact": r["test_exact"]} for r in tried]}
+    return best
+
+
 # --------------------------------------------------------------------------------------------
+# table and plot
 
-def at_minute(curve: list[dict], minute: float) -> float | None:
-    """Best validation loss reached within the first `minute` minutes of training.
+def at_minute(curve: list[dict], minute: float, key: str = "test_loss") -> float | None:
+    """`key` at the last evaluation within the first `minute` minutes of training: for test_loss, the
+    test loss of the checkpoint best on validation by then. A run stops at the first step that ends
+    past its budget, so 1% of slack admits that last point."""
+    pts = [p[key] for p in curve if p["train_s"] <= minute * 60 * 1.01]
+    return pts[-1] if pts else None
 
-    A run stops at the first step that ends past its budget, so 1% of slack admits that last point.
-    """
-    vals = [p["val_loss"] for p in curve if p["train_s"] <= minute * 60 * 1.01]
-    return min(vals) if vals else None
 
-
-def plot(results: list[dict], path: Path, minutes: float) -> None:
+def plot(results: list[dict], path: Path, title: str, minutes: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,89 +341,109 @@ def plot(results: list[dict], path: Path, minutes: float) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in results:
-        xs = [p["train_s"] / 60 for p in r["curve"]]
-        ys = [p["val_loss"] for p in r["curve"]]
-        ax.plot(xs, ys, marker="o", ms=3, label=f"{r['name']} (best exact {r['best_exact']:.4f})")
-    ax.axhline(1.40, color="grey", ls="--", lw=0.8, label="target 1.40")
+        pts = [p for p in r["curve"] if math.isfinite(p["test_loss"])]
+        ax.plot([p["train_s"] / 60 for p in pts], [p["test_loss"] for p in pts], marker="o", ms=3,
+                label=f"{r['name']} (test {r['test_exact']:.4f})")
     ax.set_xlabel("training wall time (minutes)")
-    ax.set_ylabel("validation loss (nats/char)")
+    ax.set_ylabel("test loss of the best-on-validation model (nats/char)")
     longest = max([p["train_s"] / 60 for r in results for p in r["curve"]] + [minutes])
     ax.set_xlim(0, longest * 1.02)
-    vals = [p["val_loss"] for r in results for p in r["curve"]] or [1.3, 2.0]
+    vals = [p["test_loss"] for r in results for p in r["curve"] if math.isfinite(p["test_loss"])] or [1.3, 2.0]
     ax.set_ylim(min(vals) - 0.05, min(max(vals), min(vals) + 0.8) + 0.05)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("Tiny Shakespeare, 2-core CPU")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: list[dict], minutes: float) -> str:
+    marks = [m for m in MARKS if m <= minutes * 1.001] or [minutes]
+    lines = ["| run | params | chars/s | " + " | ".join(f"test @ {m:g} min" for m in marks)
+             + " | best val (streamed) | test, exact |", "|---|---|---|" + "---|" * len(marks) + "---|---|"]
+    for r in results:
+        cells = [at_minute(r["curve"], m) for m in marks]
+        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['chars_per_s']:,.0f} | "
+                     + " | ".join("–" if v is None else f"{v:.4f}" for v in cells)
+                     + f" | {r['best_val_streamed']:.4f} | {r['test_exact']:.4f} |")
+    return "\n".join(lines)
+
+
+def load_corpus(path: str | None, chars: int) -> Corpus:
+    corpus = Corpus.load(path or None)
+    if chars and chars < corpus.chars:
+        corpus = Corpus.from_text(corpus.vocab.decode(corpus.ids[:chars]), path=corpus.display_path + f"[:{chars}]")
+    return corpus
+
+
+def machine_meta(minutes: float, corpus: Corpus) -> dict:
+    return {"date": datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "blas": blas_summary(), "torch": torch.__version__, "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(), "minutes": minutes, "corpus": corpus.display_path,
+            "corpus_chars": corpus.chars, "corpus_sha256": corpus.sha256, "val_fraction": VAL_FRACTION,
+            "test_fraction": TEST_FRACTION, "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+            "load_avg_start": load_avg()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0, help="training wall time of each run [30]")
-    ap.add_argument("--runs", default="charnn,pytorch,rnn", help="comma-separated: charnn, pytorch, rnn")
+    ap.add_argument("--runs", default="charnn,pytorch-lstm,pytorch-gru",
+                    help="comma-separated: charnn, pytorch-lstm, pytorch-gru, rnn [charnn,pytorch-lstm,pytorch-gru]")
+    ap.add_argument("--corpus", default=None, help="text file (e.g. from tools/build_corpora.py) [Tiny Shakespeare]")
+    ap.add_argument("--corpus-chars", type=int, default=0, help="use only the first N characters (smoke tests) [all]")
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "best-cpu.toml")
+    ap.add_argument("--hidden-size", type=int, default=0,
+                    help="override every model's hidden size (smoke tests; 0 = the preset's and the twins') [0]")
+    ap.add_argument("--twin-dropouts", default="0.2", help="the twins' dropout, or a comma-separated search [0.2]")
+    ap.add_argument("--twin-embed", type=int, default=128, help="the twins' embedding width [128]")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
-    ap.add_argument("--evals", type=int, default=12, help="validations per run [12]")
-    ap.add_argument("--no-fit", action="store_true",
-                    help="keep the preset's max_steps and schedule (default: the run gets max_minutes = --minutes, "
-                         "so its cosine ends with the budget)")
-    ap.add_argument("--include", type=Path, action="append", default=[], metavar="QUALITY.json",
-                    help="also table and plot the runs of an earlier quality.json whose names are not measured "
-                         "here or in an earlier --include (paired runs; each keeps the date it was measured)")
+    ap.add_argument("--evals", type=int, default=12, help="evaluations per run [12]")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
+                    help="PyTorch's threads [all cores, as charnn's BLAS uses; 1 on a machine shared with other work, "
+                         "where spinning threads slow PyTorch down many times]")
     args = ap.parse_args()
-    set_evals(args.evals)
-    torch.set_num_threads(max(1, int(next((i["num_threads"] for i in threadpool_info()
-                                            if i.get("user_api") == "blas"), 2))))
+    torch.set_num_threads(args.torch_threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    corpus = Corpus.load(None)
+    corpus = load_corpus(args.corpus, args.corpus_chars)
     with open(args.config, "rb") as f:
-        best_cfg = Config.from_dict(tomllib.load(f))
-    meta = {"date": datetime.now().isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "blas": blas_summary(), "torch": torch.__version__, "numpy": np.__version__,
-            "minutes": args.minutes, "load_avg_start": load_avg()}
-    print(f"# {meta['date']}, {meta['cpus']} CPUs, {meta['blas']}, torch {meta['torch']}, "
-          f"load average {meta['load_avg_start']:.2f}", flush=True)
+        preset = Config.from_dict(tomllib.load(f))
+    H = args.hidden_size
+    if H:
+        preset = preset.replace(hidden_size=H)
+    meta = machine_meta(args.minutes, corpus)
+    print(f"# {meta['date']}, {meta['cpus']} CPUs, {meta['blas']}, torch {meta['torch']} ({meta['torch_threads']} "
+          f"threads), load average {meta['load_avg_start']:.2f}; {corpus.display_path}, {corpus.chars:,} chars",
+          flush=True)
+    dropouts = [float(x) for x in args.twin_dropouts.split(",") if x.strip()]
+    twin = dict(corpus=corpus, minutes=args.minutes, out=args.out, embed=args.twin_embed, evals=args.evals)
     results = []
     for name in [r.strip() for r in args.runs.split(",") if r.strip()]:
         if name == "charnn":
-            results.append(run_charnn("charnn", best_cfg, corpus, args.minutes, args.out, not args.no_fit))
+            r = run_charnn(name, preset, corpus, args.minutes, args.out, args.evals)
         elif name == "rnn":
-            results.append(run_charnn("rnn", Config(**RNN_CFG), corpus, args.minutes, args.out, True))
-        elif name == "pytorch":
-            results.append(run_twin(corpus, args.minutes, args.out))
+            r = run_charnn(name, Config(**{**RNN_CFG, **({"hidden_size": H} if H else {})}), corpus,
+                           args.minutes, args.out, args.evals)
+        elif name == "pytorch-lstm":
+            r = search_twin(name, dropouts, cell="lstm", hidden=H or 512, layers=2, **twin)
+        elif name == "pytorch-gru":
+            r = search_twin(name, dropouts, cell=preset.cell if preset.cell in ("lstm", "gru") else "gru",
+                            hidden=preset.hidden_size, layers=preset.layers, **twin)
         else:
             raise SystemExit(f"unknown run {name!r}")
-        r = results[-1]
-        r["measured"] = {"date": datetime.now().isoformat(timespec="seconds"), "blas": meta["blas"],
-                         "load_avg_end": load_avg()}
-        print(f"[{name}] {r['steps']} steps, {r['chars_per_s']:,.0f} chars/s, best streamed {r['best_streamed']:.4f}, "
-              f"best exact {r['best_exact']:.4f}"
-              + (f" (temperature {r['temperature']:.4f}; {r['best_exact_plain']:.4f} at temperature 1)"
-                 if "temperature" in r else ""), flush=True)
+        r["measured"] = {"date": datetime.now().isoformat(timespec="seconds"), "load_avg_end": load_avg()}
+        results.append(r)
+        print(f"[{name}] {r['steps']} steps, {r['chars_per_s']:,.0f} chars/s, best val {r['best_val_streamed']:.4f}, "
+              f"test (exact) {r['test_exact']:.4f}", flush=True)
         meta["load_avg_end"] = load_avg()
         (args.out / "quality.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2) + "\n")
-    for path in args.include:          # the first file that has a run name wins
-        earlier = json.loads(path.read_text())
-        for r in earlier["runs"]:
-            if r["name"] not in {x["name"] for x in results}:
-                r.setdefault("measured", {k: earlier["meta"].get(k) for k in ("date", "blas", "load_avg_start", "load_avg_end")})
-                results.append(r)
-                print(f"[{r['name']}] from {path} (measured {r['measured'].get('date')})", flush=True)
-    if args.include:
-        (args.out / "quality.json").write_text(json.dumps({"meta": meta, "runs": results}, indent=2) + "\n")
-    plot(results, args.out / "quality.png", args.minutes)
-    marks = [m for m in (5, 10, 15, 20, 25, 30) if m <= args.minutes] or [args.minutes]
-    print("\n| run | params | chars/s | " + " | ".join(f"{m:g} min" for m in marks)
-          + " | best (streamed) | best checkpoint, exact |")
-    print("|---|---|---|" + "---|" * len(marks) + "---|---|")
-    for r in results:
-        cells_ = [at_minute(r["curve"], m) for m in marks]
-        print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['chars_per_s']:,.0f} | "
-              + " | ".join("–" if v is None else f"{v:.4f}" for v in cells_)
-              + f" | {r['best_streamed']:.4f} | {r['best_exact']:.4f} |")
+    if results:
+        plot(results, args.out / "quality.png", f"{Path(corpus.display_path).name}, {meta['cpus']}-core CPU",
+             args.minutes)
+        print("\n" + table(results, args.minutes))
     print(f"\n(load average {meta['load_avg_start']:.2f} at start, {meta.get('load_avg_end', float('nan')):.2f} at end; "
-          f"plot: {args.out / 'quality.png'})")
+          f"{args.out / 'quality.json'}, {args.out / 'quality.png'})")
 
 
 if __name__ == "__main__":

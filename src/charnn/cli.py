@@ -196,6 +196,11 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--grad-clip", "grad_clip", _finite_float, "clip each gradient element to ±this [5]"),
     ("--clip-norm", "clip_norm", _finite_float, "then rescale gradients to this global L2 norm; 0 = off [0]"),
     ("--train-fraction", "train_fraction", _finite_float, "leading share of the corpus that trains [0.9]"),
+    ("--val-fraction", "val_fraction", _finite_float,
+     "share of the corpus that validates, just before the test split (training then takes the rest); "
+     "0 = what --train-fraction leaves [0]"),
+    ("--test-fraction", "test_fraction", _finite_float,
+     "share of the corpus, at its end, held out for `charnn eval --split test`; never read in training; 0 = none [0]"),
     ("--calibration-fraction", "calibration_fraction", _finite_float,
      "share of the corpus, from its start, held out of training to fit the output temperature on; "
      "0 = off [0]"),
@@ -227,13 +232,16 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--lr-decay-after", "lr_decay_after", _finite_float, "step schedule: epochs before the first decay [0]"),
     ("--min-lr", "min_lr", _finite_float, "cosine schedule: final learning rate [0]"),
     ("--eval-streams", "eval_streams", _whole, "validate as N parallel streams with warm-up (faster; 1 = exact) [1]"),
+    ("--init-from", "init_from", str,
+     "fine-tune: start from this checkpoint's (or run folder's best) weights and vocabulary, with a fresh "
+     "optimizer and a run folder of its own; the architecture is the checkpoint's"),
     ("--encoding", "encoding", str, "text encoding of the corpus files, e.g. latin-1 [utf-8]"),
     ("--max-vocab", "max_vocab", _whole, "refuse a corpus with more distinct characters than this [10000]"),
 ]
 
 
-_METAVARS = {"data": "PATH", "optimizer": "adam|sgd", "dtype": "float32|float64", "device": "cpu|cuda",
-             "cell": "rnn|lstm|gru", "lr_schedule": "constant|step|cosine"}
+_METAVARS = {"data": "PATH", "init_from": "CHECKPOINT_OR_RUN", "optimizer": "adam|sgd", "dtype": "float32|float64",
+             "device": "cpu|cuda", "cell": "rnn|lstm|gru", "lr_schedule": "constant|step|cosine"}
 
 
 def _add_train_flag(p: argparse.ArgumentParser, flag: str, field: str, typ: Callable[[str], Any], help_: str) -> None:
@@ -267,7 +275,28 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["random_offset"] = True
     if args.bytes:
         out["byte_level"] = True
+    if args.extend_vocab:
+        out["extend_vocab"] = True
     return out
+
+
+def _fresh_config(merged: dict[str, Any]) -> Any:
+    """The Config of a new run from the merged --config file and flags (paths made absolute)."""
+    from .train import finetune
+    from .train.config import Config
+
+    for key in ("data", "init_from"):
+        if isinstance(merged.get(key), str) and merged[key]:
+            merged[key] = str(Path(merged[key]).resolve())   # a run must find its files from anywhere
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731 (else Config refuses it)
+    val, test, given = (merged.get(k, 0.0) for k in ("val_fraction", "test_fraction", "train_fraction"))
+    if ("train_fraction" in merged and all(map(number, (val, test, given))) and val > 0
+            and abs(given - (1.0 - val - test)) > 1e-9):
+        raise CLIError(f"--train-fraction {given:g} conflicts with --val-fraction {val:g} and --test-fraction "
+                       f"{test:g}: with --val-fraction, training takes the rest ({1.0 - val - test:g}); give one or the other")
+    if merged.get("init_from"):
+        merged = finetune.inherit(merged, finetune.load_source(merged["init_from"]))
+    return Config.from_dict(merged, strict=True)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -286,10 +315,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 overrides["data"] = str(Path(overrides["data"]).resolve())
             result = train.resume(args.resume, overrides, progress=progress, handle_signals=True)
         else:
-            merged = {**(_load_toml(args.config) if args.config is not None else {}), **overrides}
-            if isinstance(merged.get("data"), str) and merged["data"]:
-                merged["data"] = str(Path(merged["data"]).resolve())   # a run must find its corpus from anywhere
-            cfg = Config.from_dict(merged, strict=True)
+            cfg = _fresh_config({**(_load_toml(args.config) if args.config is not None else {}), **overrides})
             out = args.out if args.out is not None else train.default_run_dir()
             result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True)
     except train.TrainingInterrupted as exc:
@@ -344,6 +370,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bytes", action="store_true",
                    help="byte-level model: every byte of the corpus is one symbol (vocabulary <= 256; "
                         "for files that are not valid text in any one encoding)")
+    p.add_argument("--extend-vocab", action="store_true",
+                   help="with --init-from: add the corpus's characters the model lacks as new rows "
+                        "(otherwise such a corpus is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -462,7 +491,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError("--cache-theta and --cache-lambda need --cache K")
     path = checkpoint.resolve(args.checkpoint)
     ckpt = checkpoint.load(path)
-    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache)
+    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache, split=args.split)
     if args.json:
         print(json.dumps({**res.to_dict(), "checkpoint": str(path), "step": ckpt.step, "epoch": ckpt.epoch}))
     else:
@@ -474,12 +503,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from .eval.cache import DEFAULT_LAMBDA, DEFAULT_SIZE, DEFAULT_THETA
 
-    p = sub.add_parser("eval", help="loss of a checkpoint on the validation split or a given text",
-                       description="Mean loss over the whole validation split of the run's corpus (or over "
+    p = sub.add_parser("eval", help="loss of a checkpoint on the validation or test split or a given text",
+                       description="Mean loss over the whole validation split (or --split test) of the run's corpus (or over "
                                    "the text at --data), hidden state carried through it: nats/char, bits/char, "
                                    "perplexity, next to the uniform (ln K, K the vocabulary size) and unigram baselines.")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--data", default=None, metavar="PATH", help="evaluate on this text file (or folder) instead")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="which split of the run's corpus: val, or test (runs trained with --test-fraction) [val]")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
     p.add_argument("--cache", type=_whole, default=None, metavar="K",

@@ -103,10 +103,24 @@ def score(params: dict, ids: np.ndarray, unigram: np.ndarray, *, data: str,
                       uncalibrated_nats_per_char=plain)
 
 
+SPLITS = ("val", "test")
+_SPLIT_NAMES = {"val": "validation", "test": "test"}
+
+
 def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None,
-                        cache: CacheSpec | None = None) -> EvalResult:
-    """Score a checkpoint on its run's validation split, or on the text at `data` (whole file)."""
+                        cache: CacheSpec | None = None, split: str = "val") -> EvalResult:
+    """Score a checkpoint on its run's validation or test split (`split`), or on the text at `data` (whole file).
+
+    The unigram baseline counts the training split in every case, as training did.
+    """
     vocab, cfg = ckpt.vocab, ckpt.config
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: choose val or test")
+    if data is not None and split != "val":
+        raise DataError("--split chooses a split of the run's own corpus: do not combine it with --data")
+    if split == "test" and cfg.test_fraction <= 0:
+        raise DataError("this run has no test split (it was trained with test-fraction 0): evaluate --split val, "
+                        "or train with --test-fraction to hold one out")
     if data is not None:
         text = read_corpus(data, encoding=cfg.encoding, byte_level=cfg.byte_level)
         ids = vocab.encode(text)   # VocabError names characters the model never saw
@@ -116,13 +130,16 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None,
     if ckpt.corpus.get("path") == IN_MEMORY:
         raise CheckpointError("this model was trained on text given in memory, not a file: "
                               "pass --data PATH to evaluate it on a text")
-    corpus = Corpus.load(cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
+    corpus = Corpus.load(cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level,
+                         vocab=vocab if cfg.init_from else None)   # a fine-tuned run reads with its model's vocabulary
     want = ckpt.corpus.get("sha256")
     if want and corpus.sha256 != want:
         raise CheckpointError(f"the corpus {corpus.display_path} changed since this model was trained "
                               f"(sha256 differs): pass --data PATH to evaluate on a given text")
     if corpus.vocab != vocab:
         raise CheckpointError(f"the vocabulary of {corpus.display_path} does not match the checkpoint's")
-    train_ids, val_ids = corpus.split(cfg.train_fraction)
-    return score(ckpt.params, val_ids, unigram_counts(train_ids, len(vocab)),
-                 data=f"validation split of {corpus.display_path}", cache=cache, temperature=ckpt.temperature)
+    train_ids, val_ids, test_ids = corpus.splits(cfg.train_fraction, cfg.val_fraction, cfg.test_fraction)
+    ids = test_ids if split == "test" else val_ids
+    return score(ckpt.params, ids, unigram_counts(train_ids, len(vocab)),
+                 data=f"{_SPLIT_NAMES[split]} split of {corpus.display_path}", cache=cache,
+                 temperature=ckpt.temperature)

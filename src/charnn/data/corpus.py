@@ -2,7 +2,8 @@
 
 A run records the corpus's path, size and sha256 (in config.json and in every checkpoint) so that
 `eval` and `--resume` can check they are reading the very text the model was trained on.
-The train/validation split is contiguous (data.split): the first `train_fraction` trains.
+The splits are contiguous, train | validation | test (data.split3): the test split, if any, is the
+end of the corpus and the validation split the text just before it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import encoded
-from .text import DataError, checksum, default_corpus_path, encode_corpus, read_corpus, split
+from .text import DataError, checksum, default_corpus_path, encode_corpus, read_corpus, split, split3
 from .vocab import Vocab
 
 IN_MEMORY = "<memory>"
@@ -70,6 +71,11 @@ class Corpus:
     def split(self, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """(train ids, validation ids): a contiguous split, the first `train_fraction` trains."""
         return split(self.ids, train_fraction)
+
+    def splits(self, train_fraction: float, val_fraction: float = 0.0,
+               test_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train ids, validation ids, test ids): contiguous, in that order (data.split_sizes)."""
+        return split3(self.ids, train_fraction, val_fraction, test_fraction)
 
     def info(self) -> dict[str, Any]:
         """What a run records about its corpus: path, size and checksum."""

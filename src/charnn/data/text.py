@@ -1,4 +1,4 @@
-"""Corpus loading, the train/val split and batching into (input, target) pairs.
+"""Corpus loading, the train/val/test splits and batching into (input, target) pairs.
 
 The seed trains on a folder of books; any UTF-8 text file, or a folder of .txt files, works.
 A corpus is held as a compact integer array (uint8 for vocabularies of <= 256 symbols).
@@ -102,6 +102,30 @@ def split(ids: np.ndarray, train_fraction: float) -> tuple[np.ndarray, np.ndarra
         raise DataError(f"train fraction must be strictly between 0 and 1, got {train_fraction}")
     n = int(len(ids) * train_fraction)
     return ids[:n], ids[n:]
+
+
+def split_sizes(n: int, train_fraction: float, val_fraction: float = 0.0,
+                test_fraction: float = 0.0) -> tuple[int, int, int]:
+    """(n_train, n_val, n_test): three contiguous splits of an n-character corpus, train | val | test.
+
+        n_test  = ⌊n · test_fraction⌋                         the last characters
+        n_val   = ⌊n · val_fraction⌋                          just before them, when val_fraction > 0;
+                = n − ⌊n · train_fraction⌋ − n_test           else all between train and test
+        n_train = n − n_val − n_test                          the rest, from the start
+
+    With the defaults (no test split, val_fraction 0) this is `split`: the first ⌊n · train_fraction⌋ train.
+    """
+    n_test = int(n * test_fraction)
+    n_val = int(n * val_fraction) if val_fraction > 0 else n - int(n * train_fraction) - n_test
+    n_val = max(0, min(n_val, n - n_test))
+    return n - n_val - n_test, n_val, n_test
+
+
+def split3(ids: np.ndarray, train_fraction: float, val_fraction: float = 0.0,
+           test_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train ids, validation ids, test ids): views of `ids` cut as `split_sizes` says."""
+    n_train, n_val, _ = split_sizes(len(ids), train_fraction, val_fraction, test_fraction)
+    return ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]
 
 
 def hold_out(train_ids: np.ndarray, total: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from . import textstats
 from .. import model, train
-from ..data import Batches, DataError, load_text
+from ..data import Batches, DataError, load_text, split_sizes
 from ..data.corpus import Corpus
 from ..sample import generate_text
 from ..train import checkpoint
@@ -156,8 +156,10 @@ class Context:
     own_model: tuple[Path, str, float | None] | None = None          # model trained for temperature/analyze
 
     def __post_init__(self) -> None:
-        n_train = len(self.corpus.split(self.settings_config().train_fraction)[0])
-        self.train_text, self.val_text = self.text[:n_train], self.text[n_train:]
+        cfg = self.settings_config()
+        n_train, n_val, self.n_test = split_sizes(len(self.corpus.ids), cfg.train_fraction, cfg.val_fraction,
+                                                  cfg.test_fraction)
+        self.train_text, self.val_text = self.text[:n_train], self.text[n_train:n_train + n_val]
         self.train_words = textstats.word_set(self.train_text)
         self.prompt = self._usable_prompt(self.settings.prompt)
 
@@ -845,6 +847,7 @@ def run(names: Sequence[str], out: str | Path, *, data: str | None = None, setti
             ctx.progress.close()
     info = {"settings": settings.to_dict(), "corpus": ctx.data_label, "corpus_chars": len(ctx.text),
             "vocab_size": len(ctx.corpus.vocab), "train_chars": len(ctx.train_text), "val_chars": len(ctx.val_text),
+            "test_chars": ctx.n_test,
             "experiments": list(names), "wall_s": round(time.perf_counter() - t0, 1)}
     write_json(out / "settings.json", info)
     return results

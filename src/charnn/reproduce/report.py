@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib
 
@@ -525,6 +525,15 @@ def reproduce(out: str | Path, *, data: str | None = None, quick: bool = False, 
     return build(out)
 
 
+def _splits_note(info: Mapping[str, Any]) -> str:
+    """Which split each figure of the report is on."""
+    test = (f"the test split ({info['test_chars']:,} characters at the end) is read by none of them"
+            if info.get("test_chars") else "these experiments hold out no test split")
+    return ("Which split each figure is on: a train loss is on the training split, a val (validation) loss "
+            "on the validation split, the text just after it, on which every choice here (best run, best "
+            f"checkpoint, learning rate) is made; {test}.")
+
+
 def meta_from(out_dir: Path) -> dict[str, Any]:
     """Intro and settings table from out/settings.json (written by experiments.run)."""
     f = Path(out_dir) / "settings.json"
@@ -538,7 +547,9 @@ def meta_from(out_dir: Path) -> dict[str, Any]:
     flags += f" --layers {layers}" if layers != 1 else ""
     flags += f" --dropout {dropout:g}" if dropout else ""
     intro = (f"Corpus: {info['corpus']} ({info['corpus_chars']:,} characters, vocabulary {info['vocab_size']}; "
-             f"{info['train_chars']:,} train / {info['val_chars']:,} validation). Settings: **{s['name']}** "
+             f"{info['train_chars']:,} train / {info['val_chars']:,} validation"
+             + (f" / {info['test_chars']:,} test" if info.get("test_chars") else "") + "). "
+             f"{_splits_note(info)} Settings: **{s['name']}** "
              f"(`charnn reproduce{flags}`); model **{model_label(cell, layers, s['hidden_size'], dropout)}**; "
              f"wall time of the experiments "
              f"{info['wall_s']:.0f} s. Losses are mean cross-entropy in {UNIT} (natural log). Each verdict "

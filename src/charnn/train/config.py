@@ -68,12 +68,20 @@ class Config:
     eval_streams: int = 1           # validation reads the split as N parallel streams (1 = exact, batch 1)
     calibration_fraction: float = 0.0  # share of the text, at the start of the training split, held out of
                                     # training to fit the output temperature on (charnn.eval.calibrate); 0 = off
+    val_fraction: float = 0.0       # share of the corpus that validates, just before the test split; 0 = all of
+                                    # the text between the first train_fraction and the test split (the seed's 10%)
+    test_fraction: float = 0.0      # share of the corpus, at its end, held out for `charnn eval --split test` only:
+                                    # nothing in training reads it; 0 = no test split
     # --- how the corpus is read ---------------------------------------------------------------
     encoding: str = "utf-8"         # text encoding of the corpus files
     byte_level: bool = False        # --bytes: model raw bytes (vocabulary <= 256), ignoring encoding
     max_vocab: int = 10_000         # refuse corpora with more distinct characters (binary data?)
+    # --- fine-tuning (docs/finetune.md) ---------------------------------------------------------
+    init_from: str = ""             # start from this checkpoint's weights and vocabulary; "" = a fresh init
+    extend_vocab: bool = False      # with init_from: add the corpus's new characters as new rows
 
     def __post_init__(self) -> None:
+        _derive_train_fraction(self)
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,6 +147,29 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
 
 
+def _derive_train_fraction(cfg: Config) -> None:
+    """With a validation share given, training takes the rest: train_fraction = 1 − val − test (so the
+    recorded config says what trained)."""
+    v, t = cfg.val_fraction, cfg.test_fraction
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (v, t)) and v > 0:
+        object.__setattr__(cfg, "train_fraction", float(1.0 - v - t))
+
+
+def _validate_splits(cfg: Config) -> None:
+    """train | val | test: each share in range, the three summing to 1."""
+    for name in ("val_fraction", "test_fraction"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0.0 <= v < 1.0):
+            raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1), got {v!r}")
+    if not (math.isfinite(cfg.train_fraction) and 0.0 < cfg.train_fraction < 1.0):
+        raise ConfigError(f"train-fraction must be strictly between 0 and 1, got {cfg.train_fraction!r}"
+                          + (" (training takes what val-fraction and test-fraction leave)" if cfg.val_fraction else ""))
+    if cfg.val_fraction == 0 and cfg.train_fraction + cfg.test_fraction >= 1.0:
+        raise ConfigError(f"train-fraction {cfg.train_fraction:g} and test-fraction {cfg.test_fraction:g} leave no "
+                          f"validation text: give --val-fraction (training then takes the rest) or a smaller "
+                          f"--train-fraction")
+
+
 def validate(cfg: Config) -> None:
     """Raise ConfigError with a one-line message for the first out-of-range field."""
     for name in ("max_len", "hidden_size", "batch_size", "epochs", "log_every"):
@@ -147,8 +178,7 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
     for name in ("lr", "grad_clip", "temperature", "eps"):
         _positive(name.replace("_", "-"), getattr(cfg, name))
-    if not (math.isfinite(cfg.train_fraction) and 0.0 < cfg.train_fraction < 1.0):
-        raise ConfigError(f"train-fraction must be strictly between 0 and 1, got {cfg.train_fraction!r}")
+    _validate_splits(cfg)
     for name in ("beta1", "beta2"):
         v = getattr(cfg, name)
         if not (math.isfinite(v) and 0.0 <= v < 1.0):
@@ -181,6 +211,12 @@ def _validate_reading(cfg: Config) -> None:
             raise LookupError(cfg.encoding)
     except (LookupError, TypeError, ValueError):
         raise ConfigError(f"unknown text encoding {cfg.encoding!r:.60} (e.g. utf-8, latin-1, utf-16)") from None
+    if not isinstance(cfg.init_from, str):
+        raise ConfigError(f"init-from must be a checkpoint or run folder path, got {cfg.init_from!r}")
+    if not isinstance(cfg.extend_vocab, bool):
+        raise ConfigError(f"extend-vocab must be true or false, got {cfg.extend_vocab!r}")
+    if cfg.extend_vocab and not cfg.init_from:
+        raise ConfigError("extend-vocab needs --init-from (it adds rows to a trained model's vocabulary)")
     if not isinstance(cfg.max_vocab, int) or isinstance(cfg.max_vocab, bool) or cfg.max_vocab < 1:
         raise ConfigError(f"max-vocab must be a whole number >= 1, got {cfg.max_vocab!r}")
 

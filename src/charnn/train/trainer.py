@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, distributed, runlock
+from . import checkpoint, distributed, finetune, runlock
 from .. import __version__, model
 from ..backend import get_xp, host_copy, to_numpy
 from ..data import Batches, DataError, hold_out
@@ -174,7 +174,9 @@ class Trainer:
     def __init__(self, cfg: Config, corpus: Corpus, *, run_dir: Path | None = None,
                  start: Checkpoint | None = None, callbacks: Iterable[Callback] = (),
                  progress: bool = True, log: Callable[[str], None] | None = print,
-                 handle_signals: bool = False, world: distributed.World | None = None):
+                 handle_signals: bool = False, world: distributed.World | None = None,
+                 init: Mapping[str, np.ndarray] | None = None):
+        """start: a checkpoint to continue exactly; init: starting weights for a new run (fine-tuning)."""
         self.cfg, self.corpus, self.run_dir = cfg, corpus, run_dir
         # Under MPI this process trains the streams [rows[0], rows[1]) of each batch (train.distributed).
         self.world = distributed.world() if world is None else world
@@ -189,7 +191,7 @@ class Trainer:
         self._train_session = 0.0      # seconds spent in training steps in this session (Config.max_minutes)
         corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
-        train_ids, val_ids = corpus.split(cfg.train_fraction)
+        train_ids, val_ids, _ = corpus.splits(cfg.train_fraction, cfg.val_fraction, cfg.test_fraction)   # test: never read
         # The start of the training split can be held out of training, to calibrate on (data.hold_out).
         self.calib_ids = None
         self.val_loss_plain: float | None = None
@@ -198,7 +200,7 @@ class Trainer:
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
         if len(val_ids) < 2:
             raise DataError(f"the validation split holds {len(val_ids)} character(s), too few to evaluate: "
-                            f"use a longer corpus or a smaller --train-fraction")
+                            f"use a longer corpus, a smaller --train-fraction or a larger --val-fraction")
         self.xp = get_xp(cfg.device)
         self.val_ids = self.xp.asarray(val_ids)
         self.unigram = unigram_counts(train_ids, len(self.vocab)).tolist()
@@ -207,8 +209,8 @@ class Trainer:
                                   beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng([cfg.seed, 1])    # samples (a stream apart from the init's)
         if start is None:
-            params = model.init_params(V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype),
-                                       cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
+            params = dict(init) if init is not None else model.init_params(
+                V, H, seed=cfg.seed, dtype=np.dtype(cfg.dtype), cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
             self.h = None
             self.step = self.epoch = self.batch_index = self.chars_seen = 0
             self.wall_before, self.best_val_loss, self.train_before = 0.0, None, 0.0
@@ -597,6 +599,8 @@ def describe(cfg: Config, corpus: Corpus, run_dir: Path | None, num_params: int,
     if ranks > 1:
         head.append(f"# data-parallel: {ranks} MPI ranks, {cfg.batch_size // ranks}"
                     + (f"-{-(-cfg.batch_size // ranks)}" if cfg.batch_size % ranks else "") + " streams each")
+    if cfg.init_from:
+        head.append(f"# fine-tuning: starts from the weights and vocabulary of {cfg.init_from}")
     return "\n".join(head + [cfg.to_toml()])
 
 
@@ -628,9 +632,12 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     if corpus is None:
         corpus = world.together(lambda: Corpus.from_text(text) if text is not None else Corpus.load(
             cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level))
+    init = None
+    if cfg.init_from:     # fine-tuning: the checkpoint's weights and vocabulary (charnn.train.finetune)
+        corpus, init, _ = world.together(lambda: finetune.prepare(cfg, corpus))
     trainer = world.together(lambda: Trainer(   # validates data and config: nothing written yet
         cfg, corpus, callbacks=callbacks if root else (), progress=progress and root, log=log if root else None,
-        handle_signals=handle_signals, world=world))
+        handle_signals=handle_signals, world=world, init=init))
 
     def create() -> Path | None:
         made = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
@@ -680,9 +687,12 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
 
     def setup() -> Trainer:
         nonlocal corpus
+        own = start.vocab if cfg.init_from else None     # a fine-tuned run reads with its model's vocabulary
         if corpus is None:
-            corpus = Corpus.from_text(text) if text is not None else Corpus.load(
-                cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level)
+            corpus = Corpus.from_text(text, vocab=own) if text is not None else Corpus.load(
+                cfg.data or None, encoding=cfg.encoding, byte_level=cfg.byte_level, vocab=own)
+        elif own is not None and corpus.vocab != own:
+            corpus = finetune.reencode(corpus, own)
         want = start.corpus.get("sha256")
         if want and corpus.sha256 != want:
             raise ResumeError(f"the corpus {corpus.display_path} is not the one this run was trained on "

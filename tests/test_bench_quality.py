@@ -1,0 +1,81 @@
+"""benchmarks/bench_quality.py's bookkeeping: the twins read contiguous streams, the cosine follows the
+budget, and each curve point is the test loss of the model best on validation by then."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charnn.data import default_corpus_path
+from charnn.data.corpus import Corpus
+from charnn.train import checkpoint, train
+from charnn.train.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bq():
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "benchmarks" / "bench_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules.pop("bench_quality", None)
+    return mod
+
+
+def test_twin_batches_are_contiguous_streams(bq):
+    ids = np.arange(1000)
+    streams, per_epoch = bq.stream_batches(ids, B=4, T=10)
+    assert streams.shape == (4, 250) and per_epoch == 24
+    for s in range(4):                                   # stream s is one stretch of the text
+        assert np.array_equal(streams[s].numpy(), np.arange(250 * s, 250 * (s + 1)))
+    # chunk k+1 of a stream continues chunk k, so the carried state has read exactly what precedes it
+    k = 3
+    chunk = streams[:, k * 10: k * 10 + 11]
+    nxt = streams[:, (k + 1) * 10: (k + 1) * 10 + 11]
+    assert np.array_equal(chunk[:, -1].numpy(), nxt[:, 0].numpy())
+
+
+def test_cosine_warms_up_then_decays_over_the_training_seconds(bq):
+    lr = lambda step, s: bq.cosine_lr(step, s, 100.0, 2e-3, 2e-5, 10)  # noqa: E731
+    assert lr(0, 0.0) == pytest.approx(2e-4) and lr(9, 1.0) == pytest.approx(2e-3)
+    assert lr(50, 0.0) == pytest.approx(2e-3)
+    assert lr(50, 50.0) == pytest.approx(2e-5 + 0.5 * (2e-3 - 2e-5))
+    assert lr(50, 100.0) == pytest.approx(2e-5) == lr(50, 250.0)
+
+
+def test_each_point_is_the_test_loss_of_the_best_on_validation_model(bq, tmp_path):
+    text = default_corpus_path().read_text(encoding="utf-8")[:12_000]
+    corpus = Corpus.from_text(text)
+    cfg = Config(hidden_size=12, max_len=16, batch_size=4, dtype="float64", max_steps=30, eval_every=3,
+                 log_every=3, sample_length=5, lr=0.1, val_fraction=0.05, test_fraction=0.1)
+    _, _, test_ids = bq.splits(corpus)
+    assert len(test_ids) == 1_200 and np.array_equal(test_ids, corpus.ids[-1_200:])
+    best_path = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    clock = bq.Clock(1e9, best_path, test_ids)
+    seen = []
+
+    def snapshot(event, rec):                            # after the Clock: the best checkpoint on disk now
+        if event == "eval":
+            seen.append(bq.streamed_nats(checkpoint.load(best_path).params, test_ids))
+    train(cfg, tmp_path / "run", corpus=corpus, callbacks=[clock, snapshot], progress=False, log=None)
+    assert len(clock.curve) == 10
+    best, flat = math.inf, 0
+    for point, want in zip(clock.curve, seen):
+        assert point["test_loss"] == pytest.approx(want, rel=1e-12)
+        improved = point["val_loss"] < best
+        best = min(best, point["val_loss"])
+        if not improved:                                 # no better validation: the same model's test loss
+            assert point["test_loss"] == previous
+            flat += 1
+        previous = point["test_loss"]
+    assert flat >= 1, "the run should have a validation that does not improve"
+    assert bq.at_minute(clock.curve, 1e9 / 60) == clock.curve[-1]["test_loss"]
+    assert bq.at_minute([{"train_s": 70.0, "test_loss": 2.0}], 1.0) is None
+    assert bq.at_minute([{"train_s": 50.0, "test_loss": 2.4}, {"train_s": 60.5, "test_loss": 2.5},
+                         {"train_s": 61.0, "test_loss": 2.0}], 1.0) == 2.5
