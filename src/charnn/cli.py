@@ -523,7 +523,17 @@ def _experiment_settings(args: argparse.Namespace) -> Any:
 def _run_experiments(names: Sequence[str], args: argparse.Namespace) -> int:
     from .reproduce import experiments, report
 
+    from .nn import budget
+
     settings = _experiment_settings(args)
+    # before any folder is made: the largest training run (the overfit run trains overfit_pairs streams)
+    # at a vocabulary of 256 (byte text; the trainer checks again with the corpus's own)
+    need = max(budget.training_bytes(vocab_size=256, hidden_size=H, batch_size=B, max_len=settings.max_len,
+                                     cell=settings.cell, layers=settings.layers)
+               for H, B in ((settings.hidden_size, settings.batch_size),
+                            (settings.overfit_hidden_size, settings.overfit_pairs)))
+    budget.check(need, f"training the experiments' models (hidden size {settings.hidden_size})",
+                 "use a smaller --hidden-size or --layers")
     out = Path(args.out)
     print(f"charnn: {', '.join(names)} with {settings.name} settings into {out}/", flush=True)
     try:

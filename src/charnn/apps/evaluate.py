@@ -61,7 +61,8 @@ class EvalResult:
                             f"the model plus a cache of its last {int(k['size']):,} states "
                             f"(theta {k['theta']:g}, lambda {k['lambda']:g})"))
         lines = [f"data: {self.data}; {self.chars:,} characters scored"]
-        lines += [f"{name:<8} {n:7.4f} nats/char  {n / ln2:7.4f} bits/char   {note}" for name, n, note in rows]
+        # + 0.0 turns a zero that came out as -0.0 into 0.0 (no "-0.0000" for a loss, which is never negative)
+        lines += [f"{name:<8} {n + 0.0:7.4f} nats/char  {n / ln2 + 0.0:7.4f} bits/char   {note}" for name, n, note in rows]
         return "\n".join(lines)
 
 
