@@ -535,6 +535,8 @@ def _run_experiments(names: Sequence[str], args: argparse.Namespace) -> int:
     budget.check(need, f"training the experiments' models (hidden size {settings.hidden_size})",
                  "use a smaller --hidden-size or --layers")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} exists and is not a folder: choose another --out")
     print(f"charnn: {', '.join(names)} with {settings.name} settings into {out}/", flush=True)
     try:
         experiments.run(names, out, data=args.data, settings=settings,
@@ -647,6 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 0
+    except OSError as exc:   # a path the system refuses: a name too long, a file where a folder must be, EIO
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"charnn: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
