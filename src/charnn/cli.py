@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -194,10 +195,19 @@ def _add_train_flag(p: argparse.ArgumentParser, flag: str, field: str, typ: Call
     p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
 
 
+MAX_CONFIG_BYTES = 1 << 20     # a config file is a few hundred bytes
+
+
 def _load_toml(path: str) -> dict[str, Any]:
     import tomllib
 
     try:
+        st = os.stat(path)      # before opening: a FIFO would block, /dev/zero never ends
+        if not S_ISREG(st.st_mode):
+            raise CLIError(f"config file {path} is not a regular file: give a TOML file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise CLIError(f"config file {path} is {st.st_size:,} bytes, too big for a TOML config "
+                           f"(at most {MAX_CONFIG_BYTES:,}): give the run's TOML file")
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
