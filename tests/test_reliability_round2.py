@@ -265,6 +265,21 @@ def test_a_utf16_file_gets_the_encoding_hint_and_trains_with_it(tmp_path):
     assert res.rc == 0, res.err
 
 
+def test_eval_and_experiments_take_the_encoding_their_hint_names(world, tmp_path):
+    text = (world / "tiny.txt").read_text()[:3000]
+    (tmp_path / "u8.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "u16.txt").write_text(text, encoding="utf-16")
+    one_line(charnn("eval", world / "run", "--data", tmp_path / "u16.txt"), "--encoding utf-16")
+    a = charnn("eval", world / "run", "--data", tmp_path / "u16.txt", "--encoding", "utf-16", "--json")
+    b = charnn("eval", world / "run", "--data", tmp_path / "u8.txt", "--json")
+    assert a.rc == 0 and b.rc == 0, a.err + b.err
+    assert json.loads(a.out)["nats_per_char"] == json.loads(b.out)["nats_per_char"]
+    before = snapshot(tmp_path)
+    one_line(charnn("experiment", "overfit", "--quick", "--data", tmp_path / "u16.txt", "--out", tmp_path / "ex",
+                    "--no-progress"), "--encoding utf-16")
+    assert changes(before, snapshot(tmp_path)) == []       # the experiments' folder is not made either
+
+
 def test_a_corpus_of_one_distinct_character_is_refused(tmp_path):
     f = tmp_path / "one.txt"
     f.write_text("a" * 5_000)

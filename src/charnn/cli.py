@@ -451,7 +451,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     path = checkpoint.resolve(args.checkpoint)
     _budget_checkpoint(path, f"evaluating {path}", budget.reading_bytes, "free memory, or use a machine with more")
     ckpt = checkpoint.load(path)
-    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache)
+    if args.encoding is not None and args.data is None:
+        raise CLIError("--encoding decodes the text given with --data (the run's own corpus keeps its encoding)")
+    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache, encoding=args.encoding)
     if args.json:
         print(json.dumps({**res.to_dict(), "checkpoint": str(path), "step": ckpt.step, "epoch": ckpt.epoch}))
     else:
@@ -469,6 +471,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                                    "perplexity, next to the uniform (ln V) and unigram baselines.")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--data", default=None, metavar="PATH", help="evaluate on this text file (or folder) instead")
+    p.add_argument("--encoding", default=None, metavar="TEXT",
+                   help="text encoding of the --data files, e.g. utf-16 (default: the run's)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
     p.add_argument("--cache", type=_whole, default=None, metavar="K",
@@ -549,7 +553,7 @@ def _run_experiments(names: Sequence[str], args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out} exists and is not a folder: choose another --out")
     print(f"charnn: {', '.join(names)} with {settings.name} settings into {out}/", flush=True)
     try:
-        experiments.run(names, out, data=args.data, settings=settings,
+        experiments.run(names, out, data=args.data, settings=settings, encoding=args.encoding or "utf-8",
                         checkpoint_path=getattr(args, "checkpoint", None), progress=not args.no_progress)
     except experiments.ExperimentError as exc:
         raise CLIError(str(exc)) from None
@@ -585,7 +589,7 @@ def _experiment_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--seed", type=_seed, help="seed of weights and samples [42]")
     p.add_argument("--prompt", help="prompt of the samples [ROMEO:]")
     for flag, field, typ, help_ in _TRAIN_FLAGS:   # the model flags exactly as `charnn train` has them
-        if field in ("cell", "layers", "dropout"):
+        if field in ("cell", "layers", "dropout", "encoding"):
             _add_train_flag(p, flag, field, typ, help_)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

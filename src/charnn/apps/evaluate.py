@@ -105,11 +105,12 @@ def score(params: dict, ids: np.ndarray, unigram: np.ndarray, *, data: str,
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None,
-                        cache: CacheSpec | None = None) -> EvalResult:
-    """Score a checkpoint on its run's validation split, or on the text at `data` (whole file)."""
+                        cache: CacheSpec | None = None, encoding: str | None = None) -> EvalResult:
+    """Score a checkpoint on its run's validation split, or on the text at `data` (whole file),
+    decoded with `encoding` (default: the run's)."""
     vocab, cfg = ckpt.vocab, ckpt.config
     if data is not None:
-        text = read_corpus(data, encoding=cfg.encoding, byte_level=cfg.byte_level)
+        text = read_corpus(data, encoding=encoding or cfg.encoding, byte_level=cfg.byte_level)
         ids = vocab.encode(text)   # VocabError names characters the model never saw
         what = f"{Path(data)} (whole text)"
         unigram = np.asarray(ckpt.unigram) if ckpt.unigram is not None else unigram_counts(ids, len(vocab))
