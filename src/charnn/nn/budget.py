@@ -45,9 +45,13 @@ class MemoryBudgetError(ValueError):
 
 
 def num_params(vocab_size: int, hidden_size: int, *, cell: str = "rnn", layers: int = 1, embed: int = 0) -> int:
-    """P: the parameter count of a model, from its shapes alone (nothing allocated)."""
-    shapes = param_shapes(vocab_size, hidden_size, cell=cell, layers=layers, embed=embed)
-    return int(sum(math.prod(s) for s in shapes.values()))
+    """P: the parameter count of a model, from its shapes alone (nothing allocated). Layers 2..L
+    have one size, so P = P(2 layers) + (L − 2)·P(layer 1): no loop over a huge --layers."""
+    shapes = param_shapes(vocab_size, hidden_size, cell=cell, layers=min(layers, 2), embed=embed)
+    total = sum(math.prod(s) for s in shapes.values())
+    if layers > 2:
+        total += (layers - 2) * sum(math.prod(s) for k, s in shapes.items() if k.startswith("L1."))
+    return int(total)
 
 
 def _per_position(hidden_size: int, vocab_size: int, cell: str, layers: int) -> int:
