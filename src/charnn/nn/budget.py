@@ -9,9 +9,11 @@ L layers and k(cell) arrays of width H that a cell keeps per position (`ACTIVATI
     training   s·P·(1 + 1 + m + 1 + (1 + m))        parameters, gradients, m optimizer slots (Adam 2,
                                                      SGD with momentum 1), a clipped copy, and a
                                                      checkpoint's serialized bytes (parameters + slots)
-             + s·N·(2·L·(k + 2)·H + 3·V + D)         forward caches and their gradients (each layer's
-                                                     cell arrays, its input and a dropout mask),
-                                                     logits / softmax / its gradient, the embedded input
+             + s·max(2·N, R)·(L·(k + 2)·H + 3·V)      forward caches and their gradients (each layer's
+                                                     cell arrays, its input and a dropout mask, the
+                                                     logits, softmax and its gradient), or validation's
+                                                     chunk of R = C·S positions if that is larger
+             + s·N·D                                 the embedded input
     reading    2·F + s·C·S·(L·(k + 2)·H + 3·V)       a checkpoint file of F bytes (its bytes and the
                                                      arrays), chunks of C positions × S streams
     generating 2·F + s·P + 8·B·(L·(k + 2)·H + 3·V) + 16·B·M
@@ -54,6 +56,11 @@ def num_params(vocab_size: int, hidden_size: int, *, cell: str = "rnn", layers: 
     return int(total)
 
 
+def read_positions(streams: int = 1, chunk: int = 1000) -> int:
+    """R: positions a reader's chunk holds (`charnn.nn.reader.read` bounds chunk·streams by 4096)."""
+    return chunk if streams <= 1 else max(16, min(chunk, 4096 // streams)) * streams
+
+
 def _per_position(hidden_size: int, vocab_size: int, cell: str, layers: int) -> int:
     """Arrays kept per position when a network reads one character: L·(k + 2)·H + 3·V."""
     return layers * (ACTIVATIONS[cell] + 2) * hidden_size + 3 * vocab_size
@@ -61,13 +68,14 @@ def _per_position(hidden_size: int, vocab_size: int, cell: str, layers: int) -> 
 
 def training_bytes(*, vocab_size: int, hidden_size: int, batch_size: int, max_len: int, cell: str = "rnn",
                    layers: int = 1, embed: int = 0, dtype: str = "float32", optimizer: str = "adam",
-                   momentum: float = 0.0) -> int:
-    """The peak of one training step and checkpoint save (see the module docstring)."""
+                   momentum: float = 0.0, eval_streams: int = 1) -> int:
+    """The peak of one training step, validation and checkpoint save (see the module docstring)."""
     s = np.dtype(dtype).itemsize
     P = num_params(vocab_size, hidden_size, cell=cell, layers=layers, embed=embed)
     m = OPTIM_SLOTS[optimizer] if optimizer == "adam" or momentum > 0 else 0
     N = batch_size * max_len
-    acts = N * (2 * _per_position(hidden_size, vocab_size, cell, layers) + embed)
+    acts = (max(2 * N, read_positions(eval_streams)) * _per_position(hidden_size, vocab_size, cell, layers)
+            + N * embed)
     return FIXED + s * (P * (4 + 2 * m) + acts)
 
 
@@ -75,7 +83,7 @@ def reading_bytes(*, file_bytes: int, vocab_size: int, hidden_size: int, cell: s
                   dtype: str, chunk: int = 1000, streams: int = 1) -> int:
     """Loading a checkpoint of `file_bytes` and reading a text through it, chunk by chunk."""
     s = np.dtype(dtype).itemsize
-    return FIXED + 2 * file_bytes + s * chunk * streams * _per_position(hidden_size, vocab_size, cell, layers)
+    return FIXED + 2 * file_bytes + s * read_positions(streams, chunk) * _per_position(hidden_size, vocab_size, cell, layers)
 
 
 def generation_bytes(*, file_bytes: int, vocab_size: int, hidden_size: int, cell: str, layers: int,

@@ -225,7 +225,8 @@ class Trainer:
                             f"there is nothing to predict; train on a text with at least two")
         budget.check(budget.training_bytes(vocab_size=V, hidden_size=H, batch_size=cfg.batch_size,
                                            max_len=cfg.max_len, cell=cfg.cell, layers=cfg.layers, embed=cfg.embed,
-                                           dtype=cfg.dtype, optimizer=cfg.optimizer, momentum=cfg.momentum),
+                                           dtype=cfg.dtype, optimizer=cfg.optimizer, momentum=cfg.momentum,
+                                           eval_streams=cfg.eval_streams),
                      f"training a {cfg.cell} model of hidden size {H} × {cfg.layers} layer(s) on batches of "
                      f"{cfg.batch_size}×{cfg.max_len} ({cfg.dtype})",
                      "use a smaller --hidden-size, --layers, --batch-size or --max-len")
