@@ -42,6 +42,8 @@ def corpus_files(path: str | Path) -> list[Path]:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise DataError(f"corpus path {str(p)!r:.200} is a loop of symbolic links: point it at a real file") from None
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):   # e.g. permission denied, a name too long
+            raise DataError(f"cannot use corpus path {str(p)!r:.200}: {exc.strerror or exc}") from None
         st = None
     except ValueError:   # e.g. a NUL character in a path read from a crafted checkpoint
         st = None
