@@ -70,7 +70,7 @@ def test_nan_from_a_huge_lr_stops_names_the_step_and_keeps_the_last_good_checkpo
             "--eval-every", "2", "--epochs", "1")
     assert r.rc == 3, r.err                    # 3: diverged (2 is a user error)
     (line,) = r.err.strip().splitlines()
-    assert "Traceback" not in r.err and "became nan" in line or "became inf" in line
+    assert "Traceback" not in r.err and ("became nan" in line or "became inf" in line)
     failed_at = int(line.split(" at step ")[1].split(";")[0])
     ck = checkpoint.load(out / "checkpoints" / "last.safetensors")
     assert ck.step < failed_at and f"(step {ck.step})" in line and "--lr" in line

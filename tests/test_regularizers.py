@@ -8,6 +8,7 @@ import pytest
 from charnn import model as stack, train
 from charnn.train.config import Config, ConfigError
 from clihelp import assert_user_error, charnn, write_corpus
+from exact import assert_same_training_state
 
 
 def test_locked_masks_are_one_mask_per_sequence():
@@ -55,6 +56,7 @@ def test_weight_decay_and_locked_dropout_train_and_resume_exactly(tmp_path):
     resumed = train.resume(tmp_path / "b", {"max_steps": 12}, text=TEXT, progress=False, log=None)
     assert np.isfinite(straight.val_loss)
     assert resumed.val_loss == straight.val_loss
+    assert_same_training_state(tmp_path / "a", tmp_path / "b")
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
     assert saved["config"]["weight_decay"] == 0.1 and saved["config"]["locked_dropout"] is True
     # and they change the run: without them the weights end elsewhere
@@ -108,7 +110,8 @@ def test_random_offset_differs_per_epoch_and_resumes_exactly(tmp_path):
     first = train.train(small_cfg(random_offset=True, epochs=1, max_steps=0, dropout=0.0, cell="rnn", layers=1),
                         tmp_path / "b", text=TEXT, progress=False, log=None)
     resumed = train.resume(tmp_path / "b", {"epochs": 3}, text=TEXT, progress=False, log=None)
-    assert resumed.val_loss == straight.val_loss
+    assert resumed.val_loss == straight.val_loss and resumed.samples == straight.samples[1:]
+    assert_same_training_state(tmp_path / "a", tmp_path / "b")
     fixed = train.train(small_cfg(epochs=3, max_steps=0, dropout=0.0, cell="rnn", layers=1), tmp_path / "c",
                         text=TEXT, progress=False, log=None)
     assert fixed.val_loss != straight.val_loss

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -254,20 +255,29 @@ def world(tmp_path_factory) -> World:
 
 
 @pytest.fixture(scope="module")
-def refused(world) -> tuple[dict[str, Proc], list[str]]:
-    """Run every case (in parallel child processes); return their results and what changed on disk."""
-    before = snapshot(world.root)
-    argv = {case: build(world, case) for case, (build, _) in CASES.items()}
+def refused(world, tmp_path_factory) -> dict[str, tuple[Proc, list[str]]]:
+    """Run every case (in parallel child processes), each in its own copy of the world so that what
+    changed on disk is that case's doing; return each case's result and the paths it changed."""
+    base = tmp_path_factory.mktemp("reliability_cases")
+
+    def run(case: str) -> tuple[Proc, list[str]]:
+        root = base / case
+        shutil.copytree(world.root, root, symlinks=True)     # copy2: contents and mtimes as they were
+        w = World(root, root / world.corpus.relative_to(world.root), root / world.run.relative_to(world.root),
+                  world.good)
+        before = snapshot(root)
+        proc = cli(*CASES[case][0](w, case), cwd=root / "cwd")
+        return proc, changes(before, snapshot(root))
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        procs = dict(zip(argv, pool.map(lambda a: cli(*a, cwd=world.root / "cwd"), argv.values())))
-    return procs, changes(before, snapshot(world.root))
+        return dict(zip(CASES, pool.map(run, CASES)))
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(refused, case):
-    procs, changed = refused
-    procs[case].one_line_error(*CASES[case][1])
-    assert changed == [], changed          # no output folder, no checkpoint touched, no runs/ folder
+    proc, changed = refused[case]
+    proc.one_line_error(*CASES[case][1])
+    assert changed == [], f"{case} changed {changed}"   # no output folder, no checkpoint touched, no runs/ folder
 
 
 def test_empty_prompt_is_allowed_and_says_what_it_starts_from(world):
@@ -374,8 +384,10 @@ def test_readme_states_the_counts_the_tests_try():
     import re
 
     import test_faults
+    import test_fuzz_cli
     import test_properties
     import test_security
+    import test_stops_and_resume
 
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
     section = readme[readme.index("## What charnn guarantees about your data and checkpoints"):]
@@ -389,4 +401,8 @@ def test_readme_states_the_counts_the_tests_try():
     fuzz = test_security.FUZZ.max_examples * sum(name.startswith("test_fuzzed_") for name in vars(test_security))
     assert f"({fuzz} cases)" in section
     assert f"`tests/test_properties.py` ({_items(test_properties)} properties)" in section
+    assert f"`tests/test_stops_and_resume.py` ({_items(test_stops_and_resume)} tests)" in section
+    cases = len(test_fuzz_cli.KNOWN) + test_fuzz_cli.DEFAULT_EXAMPLES
+    assert (f"**{cases} command lines** each time ({len(test_fuzz_cli.KNOWN)} known cases and "
+            f"{test_fuzz_cli.DEFAULT_EXAMPLES} that hypothesis") in section
     assert "tests/pause_in_save.py" in section

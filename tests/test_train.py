@@ -88,23 +88,44 @@ def test_learning_rate_schedule_is_applied_per_step():
     assert lrs == pytest.approx(want, rel=1e-12) and 1e-4 < lrs[-1] < 1.2e-4
 
 
-def test_a_time_budget_stops_the_run_and_drives_the_cosine(tmp_path):
+class TickingClock:
+    """Stands in for the trainer's `time` module: every perf_counter() call moves the clock on by
+    `tick` seconds, so the training clock counts calls, not the machine's speed. A step reads the
+    clock three times (start, before and after the update): it lasts 2 ticks of training time."""
+
+    def __init__(self, tick: float):
+        self.tick, self.now = tick, 0.0
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_a_time_budget_stops_the_run_and_drives_the_cosine(tmp_path, monkeypatch):
     """max_minutes: the run ends once its training steps have used the budget, validated and saved there;
-    the cosine's progress is the share of that budget spent, and a resume carries the clock on."""
-    cfg = CFG.replace(epochs=1000, max_minutes=0.004, lr_schedule="cosine", min_lr=1e-4, log_every=1)
+    the cosine's progress is the share of that budget spent, and a resume carries the clock on.
+    The clock is simulated (0.02 s of training per step), so no figure depends on the machine's load."""
+    from charnn.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "time", TickingClock(0.01))
+    cfg = CFG.replace(epochs=1000, max_minutes=0.25 / 60, lr_schedule="cosine", min_lr=1e-4, log_every=1)
     res = quiet(cfg, tmp_path / "run")
-    assert res.stop_reason == "max_minutes" and res.step > 0
+    assert res.stop_reason == "max_minutes" and res.step == 13          # 12 steps are 0.24 s, 13 are 0.26 s
     assert res.history[-1]["step"] == res.step and "val_loss" in res.history[-1]     # evaluated at the stop
     ck = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.safetensors")
-    assert ck.step == res.step and 0.24 <= ck.train_s <= ck.wall_s
+    assert ck.step == 13 and ck.train_s == pytest.approx(0.26) and ck.train_s <= ck.wall_s
     # every rate came from the time spent before its step, so they fall as the clock runs
     lrs = [r["lr"] for r in res.history]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[0] <= cfg.lr and lrs[-1] < cfg.lr
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[0] == cfg.lr
+    from charnn.train.schedule import lr_at
+
+    assert lrs == pytest.approx([lr_at(0, cfg.lr, schedule="cosine", total_steps=1, min_lr=1e-4,
+                                       progress=0.02 * k / 0.25) for k in range(13)], rel=1e-9)
     # resumed with a larger budget, it continues from the saved clock, not from zero
-    more = resume(tmp_path / "run", {"max_minutes": 0.008}, text=TEXT, progress=False, log=None)
-    assert more.stop_reason == "max_minutes" and more.step > res.step
+    more = resume(tmp_path / "run", {"max_minutes": 0.51 / 60}, text=TEXT, progress=False, log=None)
+    assert more.stop_reason == "max_minutes" and more.step == 26       # 13 more steps of 0.02 s
     ck2 = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.safetensors")
-    assert 0.48 <= ck2.train_s and ck2.train_s > ck.train_s
+    assert ck2.train_s == pytest.approx(0.52)
     # resumed without more time, there is nothing left to do
     again = resume(tmp_path / "run", text=TEXT, progress=False, log=None)
     assert again.stop_reason == "already_finished" and again.step == more.step

@@ -13,6 +13,7 @@ from charnn import model, model as stack, train
 from charnn.data.corpus import Corpus
 from charnn.train.config import Config, ConfigError
 from clihelp import assert_user_error, charnn, write_corpus
+from exact import assert_same_training_state
 from test_cells import random_stack
 from test_cells_torch import (TORCH, TORCH_NAMES, grads_to_ours, lstm_rows, setup, state_grad, torch_head,
                               torch_state, torch_weights)
@@ -137,8 +138,7 @@ def test_the_trainer_draws_one_mask_per_step_and_resumes_exactly(tmp_path):
     train.train(small_cfg(max_steps=5), tmp_path / "b", text=TEXT, progress=False, log=None)
     resumed = train.resume(tmp_path / "b", {"max_steps": 12}, text=TEXT, progress=False, log=None)
     assert np.isfinite(straight.val_loss) and resumed.val_loss == straight.val_loss
-    for k in straight.params:
-        np.testing.assert_array_equal(resumed.params[k], straight.params[k])
+    assert_same_training_state(tmp_path / "a", tmp_path / "b")
     assert json.loads((tmp_path / "a" / "config.json").read_text())["config"]["weight_drop"] == 0.3
     plain = train.train(small_cfg(weight_drop=0.0), None, text=TEXT, progress=False, log=None)
     assert plain.val_loss != straight.val_loss

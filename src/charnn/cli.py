@@ -8,10 +8,12 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import traceback
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -36,12 +38,17 @@ def _err(msg: str) -> None:
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
     from . import model
     from .eval import gradcheck
+    from .nn import budget
 
     for flag, v in (("--dropout", args.dropout), ("--weight-drop", args.weight_drop)):
         if not 0.0 <= v < 1.0:     # also refuses nan
             raise CLIError(f"{flag} must be in [0, 1), got {v}")
     if args.embed < 0:
         raise CLIError(f"--embed must be >= 0 (0 = one-hot input), got {args.embed}")
+    budget.check(budget.training_bytes(vocab_size=args.vocab_size, hidden_size=args.hidden_size,
+                                       batch_size=args.batch_size, max_len=args.max_len, cell=args.cell,
+                                       layers=args.layers, embed=args.embed, dtype="float64", optimizer="sgd"),
+                 f"a gradient check of hidden size {args.hidden_size}", "use a smaller --hidden-size or --batch-size")
     rng = np.random.default_rng(args.seed)
     params = model.init_params(args.vocab_size, args.hidden_size, seed=args.seed, dtype=np.float64,
                                cell=args.cell, layers=args.layers, embed=args.embed)
@@ -76,6 +83,14 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _seed(s: str) -> int:
+    """A random seed: a whole number >= 0 (NumPy's generators refuse negative seeds)."""
+    v = _whole(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be a whole number >= 0, got {v}")
+    return v
+
+
 def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gradcheck", help="check the hand-written gradients against finite differences",
                        description="Finite-difference check (float64) of every parameter's gradient and of dL/dh0.")
@@ -85,7 +100,7 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-len", type=_positive_int, default=12)
     p.add_argument("--checks", type=_positive_int, default=60, help="elements checked per parameter (random)")
     p.add_argument("--all", action="store_true", help="check every element")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=_seed, default=42)
     p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn", help="recurrent cell [rnn]")
     p.add_argument("--layers", type=_positive_int, default=1, help="stacked layers [1]")
     p.add_argument("--embed", type=_whole, default=0, metavar="D", help="input embedding width; 0 = one-hot input [0]")
@@ -156,6 +171,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .backend import BackendError
     from .data import DataError
     from .data.vocab import VocabError
+    from .nn.budget import MemoryBudgetError
     from .sample import SampleError
     from .train import ResumeError, RunDirError
     from .train.checkpoint import CheckpointError
@@ -165,7 +181,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .sweep import SpaceError, SweepError
 
     return (CLIError, ConfigError, DataError, VocabError, CheckpointError, SampleError,
-            RunDirError, ResumeError, BackendError, RunInUseError, DistributedError, SpaceError, SweepError)
+            RunDirError, ResumeError, BackendError, RunInUseError, DistributedError, SpaceError, SweepError,
+            MemoryBudgetError)
 
 
 def _finite_float(s: str) -> float:
@@ -204,7 +221,7 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--calibration-fraction", "calibration_fraction", _finite_float,
      "share of the corpus, from its start, held out of training to fit the output temperature on; "
      "0 = off [0]"),
-    ("--seed", "seed", _whole, "seed of the initial weights and of the samples [42]"),
+    ("--seed", "seed", _seed, "seed of the initial weights and of the samples [42]"),
     ("--dtype", "dtype", str, "float32 or float64 [float32]"),
     ("--beta1", "beta1", _finite_float, "Adam β1 [0.9]"),
     ("--beta2", "beta2", _finite_float, "Adam β2 [0.999]"),
@@ -246,14 +263,23 @@ _METAVARS = {"data": "PATH", "init_from": "CHECKPOINT_OR_RUN", "optimizer": "ada
 
 def _add_train_flag(p: argparse.ArgumentParser, flag: str, field: str, typ: Callable[[str], Any], help_: str) -> None:
     """One _TRAIN_FLAGS entry as an option defaulting to None ("not given")."""
-    metavar = _METAVARS.get(field) or {_whole: "N", _finite_float: "X"}.get(typ, "TEXT")
+    metavar = _METAVARS.get(field) or {_whole: "N", _seed: "N", _finite_float: "X"}.get(typ, "TEXT")
     p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
+
+
+MAX_CONFIG_BYTES = 1 << 20     # a config file is a few hundred bytes
 
 
 def _load_toml(path: str) -> dict[str, Any]:
     import tomllib
 
     try:
+        st = os.stat(path)      # before opening: a FIFO would block, /dev/zero never ends
+        if not S_ISREG(st.st_mode):
+            raise CLIError(f"config file {path} is not a regular file: give a TOML file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise CLIError(f"config file {path} is {st.st_size:,} bytes, too big for a TOML config "
+                           f"(at most {MAX_CONFIG_BYTES:,}): give the run's TOML file")
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
@@ -280,6 +306,15 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _absolute(path: str) -> str:
+    """`path` with symbolic links resolved, so a run finds its corpus from anywhere; a path that cannot
+    be resolved (a link loop) stays as given, absolute, for the corpus loader to refuse by name."""
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError, ValueError):   # RuntimeError: a symbolic-link loop (Python < 3.13)
+        return os.path.abspath(path)
+
+
 def _fresh_config(merged: dict[str, Any]) -> Any:
     """The Config of a new run from the merged --config file and flags (paths made absolute)."""
     from .train import finetune
@@ -287,7 +322,7 @@ def _fresh_config(merged: dict[str, Any]) -> Any:
 
     for key in ("data", "init_from"):
         if isinstance(merged.get(key), str) and merged[key]:
-            merged[key] = str(Path(merged[key]).resolve())   # a run must find its files from anywhere
+            merged[key] = _absolute(merged[key])   # a run must find its files from anywhere
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731 (else Config refuses it)
     val, test, given = (merged.get(k, 0.0) for k in ("val_fraction", "test_fraction", "train_fraction"))
     if ("train_fraction" in merged and all(map(number, (val, test, given))) and val > 0
@@ -312,12 +347,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 raise CLIError("--resume continues a run with its own config and folder: "
                                "do not combine it with --config, --out or --overwrite")
             if overrides.get("data"):
-                overrides["data"] = str(Path(overrides["data"]).resolve())
+                overrides["data"] = _absolute(overrides["data"])
             result = train.resume(args.resume, overrides, progress=progress, handle_signals=True)
         else:
             cfg = _fresh_config({**(_load_toml(args.config) if args.config is not None else {}), **overrides})
             out = args.out if args.out is not None else train.default_run_dir()
-            result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True)
+            result = train.train(cfg, out, overwrite=args.overwrite, progress=progress, handle_signals=True,
+                                 inputs=[args.config] if args.config is not None else [])
     except train.TrainingInterrupted as exc:
         _err(f"charnn: {exc}")
         return 128 + int(getattr(signal, exc.signame, signal.SIGINT))
@@ -343,7 +379,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             distributed.abort_all(1)
         raise
     if result.run_dir is not None and result.stop_reason != "already_finished":
-        print(f"sample from it: charnn sample {result.run_dir} --prompt {json.dumps(result.config.prompt)} --length 300")
+        # shlex.quote: a command any POSIX shell accepts as printed, non-ASCII characters as they are
+        print(f"sample from it: charnn sample {shlex.quote(str(result.run_dir))} "
+              f"--prompt {shlex.quote(result.config.prompt)} --length 300")
     return 0
 
 
@@ -383,10 +421,26 @@ def _load_checkpoint(path: str):
     return checkpoint.load(checkpoint.resolve(path))
 
 
+def _budget_checkpoint(path: Path, what: str, estimate: Callable[..., int], fix: str, **kw: Any) -> None:
+    """Refuse before loading when reading `path` and the work on it cannot fit in memory (charnn.nn.budget)."""
+    from .nn import budget
+    from .train import checkpoint
+
+    cfg, V, size = checkpoint.peek(path)
+    budget.check(estimate(file_bytes=size, vocab_size=V, hidden_size=cfg.hidden_size, cell=cfg.cell,
+                          layers=cfg.layers, dtype=cfg.dtype, **kw), what, fix)
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from . import sample
+    from .nn import budget
+    from .train import checkpoint
 
-    ckpt = _load_checkpoint(args.checkpoint)
+    path = checkpoint.resolve(args.checkpoint)
+    group = sample.group_size(args.num_samples, args.length)
+    _budget_checkpoint(path, f"sampling {group} stream(s) at once from {path}", budget.generation_bytes,
+                       "use a smaller --num-samples", streams=group)
+    ckpt = checkpoint.load(path)
     cfg = ckpt.config
     prompt = cfg.prompt if args.prompt is None else args.prompt
     if cfg.byte_level:   # a byte-level model's symbols are bytes: the prompt stands for its UTF-8 bytes
@@ -405,21 +459,26 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         raise CLIError(f"--prompt has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
     rng = np.random.default_rng(seed)
     opts = dict(rng=rng, temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy)
-    if args.num_samples > 1:
-        texts = sample.generate_text(ckpt.model_params, ckpt.vocab, prompt, args.length,
-                                     num_samples=args.num_samples, **opts)
-        for i, text in enumerate(texts):
-            print(f"--- sample {i + 1}/{args.num_samples} ---")
+    # The samples are drawn `group` at a time; the first of each group streams as it is drawn (the
+    # prompt at once, then each chunk), the others of the group are printed when it is done.
+    N = args.num_samples
+    for first in range(0, N, group):
+        g = min(group, N - first)
+        pending: list[list[str]] = [[] for _ in range(g - 1)]
+        if N > 1:
+            print(f"--- sample {first + 1}/{N} ---")
+        out = _SymbolWriter(cfg.byte_level)
+        out.write(prompt)
+        for texts in sample.stream_text(ckpt.model_params, ckpt.vocab, prompt, args.length, num_samples=g, **opts):
+            out.write(texts[0])
+            for parts, text in zip(pending, texts[1:]):
+                parts.append(text)
+        out.end()
+        for i, parts in enumerate(pending):
+            print(f"--- sample {first + i + 2}/{N} ---")
             out = _SymbolWriter(cfg.byte_level)
-            out.write(prompt + text)
+            out.write(prompt + "".join(parts))
             out.end()
-        return 0
-    # One sample streams: the prompt at once, then each chunk of characters as it is drawn.
-    out = _SymbolWriter(cfg.byte_level)
-    out.write(prompt)
-    for (text,) in sample.stream_text(ckpt.model_params, ckpt.vocab, prompt, args.length, **opts):
-        out.write(text)
-    out.end()
     return 0
 
 
@@ -464,10 +523,11 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--length", type=_whole, default=300, metavar="N", help="characters to generate after the prompt [300]")
     p.add_argument("--temperature", type=_finite_float, default=None, metavar="TAU",
                    help="softmax temperature > 0 (default: the run's, 1.5 for the seed)")
-    p.add_argument("--seed", type=_whole, default=None, metavar="S", help="sampling seed (default: the run's seed)")
+    p.add_argument("--seed", type=_seed, default=None, metavar="S", help="sampling seed (default: the run's seed)")
     p.add_argument("--top-k", type=_whole, default=None, metavar="K", help="sample only among the K most likely characters")
     p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")
-    p.add_argument("--num-samples", type=_whole, default=1, metavar="N", help="independent samples, drawn in one batch [1]")
+    p.add_argument("--num-samples", type=_whole, default=1, metavar="N",
+                   help="independent samples, drawn in batches of up to 64 (fewer for long samples) [1]")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -489,9 +549,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache = evaluate.CacheSpec(args.cache, theta, lam)
     elif args.cache_theta is not None or args.cache_lambda is not None:
         raise CLIError("--cache-theta and --cache-lambda need --cache K")
+    from .nn import budget
+
     path = checkpoint.resolve(args.checkpoint)
+    _budget_checkpoint(path, f"evaluating {path}", budget.reading_bytes, "free memory, or use a machine with more")
     ckpt = checkpoint.load(path)
-    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache, split=args.split)
+    if args.encoding is not None and args.data is None:
+        raise CLIError("--encoding decodes the text given with --data (the run's own corpus keeps its encoding)")
+    res = evaluate.evaluate_checkpoint(ckpt, args.data, cache=cache, split=args.split, encoding=args.encoding)
     if args.json:
         print(json.dumps({**res.to_dict(), "checkpoint": str(path), "step": ckpt.step, "epoch": ckpt.epoch}))
     else:
@@ -511,6 +576,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, metavar="PATH", help="evaluate on this text file (or folder) instead")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="which split of the run's corpus: val, or test (runs trained with --test-fraction) [val]")
+    p.add_argument("--encoding", default=None, metavar="TEXT",
+                   help="text encoding of the --data files, e.g. utf-16 (default: the run's)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (nats_per_char, bits_per_char, perplexity, chars, ...)")
     p.add_argument("--cache", type=_whole, default=None, metavar="K",
@@ -575,11 +642,23 @@ def _experiment_settings(args: argparse.Namespace) -> Any:
 def _run_experiments(names: Sequence[str], args: argparse.Namespace) -> int:
     from .reproduce import experiments, report
 
+    from .nn import budget
+
     settings = _experiment_settings(args)
+    # before any folder is made: the largest training run (the overfit run trains overfit_pairs streams)
+    # at a vocabulary of 256 (byte text; the trainer checks again with the corpus's own)
+    need = max(budget.training_bytes(vocab_size=256, hidden_size=H, batch_size=B, max_len=settings.max_len,
+                                     cell=settings.cell, layers=settings.layers)
+               for H, B in ((settings.hidden_size, settings.batch_size),
+                            (settings.overfit_hidden_size, settings.overfit_pairs)))
+    budget.check(need, f"training the experiments' models (hidden size {settings.hidden_size})",
+                 "use a smaller --hidden-size or --layers")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} exists and is not a folder: choose another --out")
     print(f"charnn: {', '.join(names)} with {settings.name} settings into {out}/", flush=True)
     try:
-        experiments.run(names, out, data=args.data, settings=settings,
+        experiments.run(names, out, data=args.data, settings=settings, encoding=args.encoding or "utf-8",
                         checkpoint_path=getattr(args, "checkpoint", None), progress=not args.no_progress)
     except experiments.ExperimentError as exc:
         raise CLIError(str(exc)) from None
@@ -612,10 +691,10 @@ def _experiment_flags(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--hidden-size", type=_positive_int, help="override the hidden size of the settings")
     p.add_argument("--epochs", type=_positive_int, help="override the epochs of each training run")
     p.add_argument("--max-steps", type=_positive_int, help="cap every training run at this many steps")
-    p.add_argument("--seed", type=int, help="seed of weights and samples [42]")
+    p.add_argument("--seed", type=_seed, help="seed of weights and samples [42]")
     p.add_argument("--prompt", help="prompt of the samples [ROMEO:]")
     for flag, field, typ, help_ in _TRAIN_FLAGS:   # the model flags exactly as `charnn train` has them
-        if field in ("cell", "layers", "dropout"):
+        if field in ("cell", "layers", "dropout", "encoding"):
             _add_train_flag(p, flag, field, typ, help_)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -808,12 +887,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as exc:
         _err(f"charnn: error: {exc}")
         return EXIT_USAGE
+    except KeyboardInterrupt:   # Ctrl-C, e.g. during a long sample: end the line, say so, exit 130
+        try:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        print("charnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:   # output piped into e.g. `head`, which closed early: not an error
         try:   # point stdout at /dev/null so the interpreter's final flush cannot fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
         return 0
+    except OSError as exc:   # a path the system refuses: a name too long, a file where a folder must be, EIO
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"charnn: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -37,6 +37,17 @@ def check_options(*, length: int, temperature: float, top_k: int = 0, num_sample
         raise SampleError(f"num-samples must be a whole number >= 1, got {num_samples!r}")
 
 
+GROUP_STREAMS = 64          # samples drawn side by side at most
+GROUP_CHARS = 1 << 22      # characters a group may hold back while its first sample streams
+
+
+def group_size(num_samples: int, length: int) -> int:
+    """How many of `num_samples` samples of `length` characters are drawn at once: up to GROUP_STREAMS,
+    and few enough that the held-back samples of a group stay under GROUP_CHARS (1 for huge lengths,
+    so that every sample streams and memory stays bounded for any length and count)."""
+    return max(1, min(num_samples, GROUP_STREAMS, GROUP_CHARS // max(1, length)))
+
+
 def prime(params: Mapping[str, Any], prompt_ids: np.ndarray, batch: int) -> tuple[Any, Any]:
     """Hidden state after reading all but the last prompt character, and that last character.
 

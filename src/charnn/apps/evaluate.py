@@ -61,7 +61,8 @@ class EvalResult:
                             f"the model plus a cache of its last {int(k['size']):,} states "
                             f"(theta {k['theta']:g}, lambda {k['lambda']:g})"))
         lines = [f"data: {self.data}; {self.chars:,} characters scored"]
-        lines += [f"{name:<8} {n:7.4f} nats/char  {n / ln2:7.4f} bits/char   {note}" for name, n, note in rows]
+        # + 0.0 turns a zero that came out as -0.0 into 0.0 (no "-0.0000" for a loss, which is never negative)
+        lines += [f"{name:<8} {n + 0.0:7.4f} nats/char  {n / ln2 + 0.0:7.4f} bits/char   {note}" for name, n, note in rows]
         return "\n".join(lines)
 
 
@@ -108,8 +109,10 @@ _SPLIT_NAMES = {"val": "validation", "test": "test"}
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None,
-                        cache: CacheSpec | None = None, split: str = "val") -> EvalResult:
-    """Score a checkpoint on its run's validation or test split (`split`), or on the text at `data` (whole file).
+                        cache: CacheSpec | None = None, split: str = "val",
+                        encoding: str | None = None) -> EvalResult:
+    """Score a checkpoint on its run's validation or test split (`split`), or on the text at `data`
+    (whole file) decoded with `encoding` (default: the run's).
 
     The unigram baseline counts the training split in every case, as training did.
     """
@@ -122,7 +125,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, data: str | Path | None = None,
         raise DataError("this run has no test split (it was trained with test-fraction 0): evaluate --split val, "
                         "or train with --test-fraction to hold one out")
     if data is not None:
-        text = read_corpus(data, encoding=cfg.encoding, byte_level=cfg.byte_level)
+        text = read_corpus(data, encoding=encoding or cfg.encoding, byte_level=cfg.byte_level)
         ids = vocab.encode(text)   # VocabError names characters the model never saw
         what = f"{Path(data)} (whole text)"
         unigram = np.asarray(ckpt.unigram) if ckpt.unigram is not None else unigram_counts(ids, len(vocab))

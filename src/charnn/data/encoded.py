@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .text import DataError, corpus_files
+from .text import DataError, corpus_files, nul_error
 from .vocab import Vocab
 
 MMAP_THRESHOLD_BYTES = 32 * 2**20   # corpora above this size (bytes on disk) are memory-mapped
@@ -67,8 +67,7 @@ def _chunks(files: list[Path], encoding: str, byte_level: bool, chunk_bytes: int
                 raw = fh.read(chunk_bytes)
                 nul = raw.find(b"\x00") if check_nul else -1
                 if nul >= 0:
-                    raise DataError(f"{f} looks like a binary file (NUL byte at offset {offset + nul}); "
-                                    f"use --bytes to model raw bytes")
+                    raise nul_error(f, raw[:4] if offset == 0 else b"", offset + nul)
                 pending = len(decoder.getstate()[0])
                 try:
                     text = decoder.decode(raw, final=not raw)

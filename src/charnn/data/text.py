@@ -5,7 +5,10 @@ A corpus is held as a compact integer array (uint8 for vocabularies of <= 256 sy
 """
 from __future__ import annotations
 
+import codecs
+import errno
 import hashlib
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,27 +31,60 @@ def default_corpus_path() -> Path:
 
 
 def corpus_files(path: str | Path) -> list[Path]:
-    """The files that make up a corpus: the file itself, or a folder's *.txt files in sorted name order."""
+    """The files that make up a corpus: the file itself, or a folder's *.txt files in sorted name order.
+
+    Only regular files are read (after following symbolic links): a FIFO, device or socket would
+    block or never end, so it is refused, as is a symbolic-link loop.
+    """
     p = Path(path)
     try:
-        found = p.exists()
-    except (OSError, ValueError):   # e.g. a NUL character in a path read from a crafted checkpoint
-        found = False
-    if not found:
+        st = p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"corpus path {str(p)!r:.200} is a loop of symbolic links: point it at a real file") from None
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):   # e.g. permission denied, a name too long
+            raise DataError(f"cannot use corpus path {str(p)!r:.200}: {exc.strerror or exc}") from None
+        st = None
+    except ValueError:   # e.g. a NUL character in a path read from a crafted checkpoint
+        st = None
+    if st is None:
         raise DataError(f"corpus not found: {str(p)!r:.200} (give a text file or a folder of .txt files)")
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".txt")
+    if stat.S_ISDIR(st.st_mode):
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() == ".txt" and _is_regular(f))
         if not files:
             raise DataError(f"folder {p} holds no .txt files")
         return files
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"corpus {p} is not a regular file (a FIFO, device or socket cannot be read as a "
+                        f"corpus): give a text file or a folder of .txt files")
     return [p]
+
+
+def _is_regular(f: Path) -> bool:
+    try:
+        return stat.S_ISREG(f.stat().st_mode)
+    except OSError:
+        return False
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),   # longest first: UTF-32 LE starts as UTF-16 LE
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def nul_error(name: Path, head: bytes, offset: int) -> DataError:
+    """The error for a NUL byte in a file read as UTF-8/ASCII/latin-1: a UTF-16/32 byte-order mark
+    at the start of the file (`head`) names the --encoding that reads it."""
+    bom = next((enc for mark, enc in _BOMS if head.startswith(mark)), None)
+    if bom is not None:
+        return DataError(f"{name} starts with a {bom.upper()} byte-order mark: pass --encoding {bom} "
+                         f"(or --bytes to model raw bytes)")
+    return DataError(f"{name} looks like a binary file (NUL byte at offset {offset}); use --bytes to model raw bytes")
 
 
 def _decode(raw: bytes, name: Path, encoding: str) -> str:
     nul = raw.find(b"\x00")
     if nul >= 0 and encoding.lower().replace("-", "").replace("_", "") in ("utf8", "ascii", "latin1"):
-        raise DataError(f"{name} looks like a binary file (NUL byte at offset {nul}); "
-                        f"use --bytes to model raw bytes")
+        raise nul_error(name, raw[:4], nul)
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:

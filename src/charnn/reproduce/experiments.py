@@ -154,6 +154,7 @@ class Context:
     progress: Progress | None = None
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)   # config key -> finished run summary
     own_model: tuple[Path, str, float | None] | None = None          # model trained for temperature/analyze
+    encoding: str = "utf-8"                                          # of the corpus files
 
     def __post_init__(self) -> None:
         cfg = self.settings_config()
@@ -168,7 +169,8 @@ class Context:
         base = dict(hidden_size=s.hidden_size, batch_size=s.batch_size, max_len=s.max_len, epochs=s.epochs,
                     max_steps=s.max_steps, eval_every=s.eval_every, log_every=s.log_every, seed=s.seed,
                     dtype=s.dtype, lr=s.adam_lr, optimizer="adam", temperature=s.sample_temperature,
-                    prompt="", sample_length=200, cell=s.cell, layers=s.layers, dropout=s.dropout, data=self.corpus.path if self.corpus.path != "<memory>" else "")
+                    prompt="", sample_length=200, cell=s.cell, layers=s.layers, dropout=s.dropout, data=self.corpus.path if self.corpus.path != "<memory>" else "",
+                    encoding=self.encoding)
         base.update(changes)
         return Config(**base)
 
@@ -186,21 +188,23 @@ class Context:
             self.progress.update(n)
 
 
-def load_context(data: str | None, settings: Settings, progress: Progress | None = None) -> Context:
+def load_context(data: str | None, settings: Settings, progress: Progress | None = None, *,
+                 encoding: str = "utf-8") -> Context:
     """Read the corpus (the embedded Tiny Shakespeare when `data` is None), cut to settings.corpus_chars."""
-    text = load_text(data or None)
+    text = load_text(data or None, encoding=encoding)
     label = str(Path(data).resolve()) if data else "embedded Tiny Shakespeare"
     if settings.corpus_chars and len(text) > settings.corpus_chars:
         text = text[: settings.corpus_chars]
         label += f" (first {settings.corpus_chars:,} characters)"
         corpus = Corpus.from_text(text)
     else:
-        corpus = Corpus.load(data or None)
+        corpus = Corpus.load(data or None, encoding=encoding)
     need = (settings.overfit_pairs * settings.max_len + 1) / 0.9
     if len(text) < need:
         raise ExperimentError(f"the corpus has {len(text):,} characters; the experiments need at least "
                               f"{math.ceil(need):,}")
-    return Context(settings=settings, corpus=corpus, text=text, data_label=label, progress=progress)
+    return Context(settings=settings, corpus=corpus, text=text, data_label=label, progress=progress,
+                   encoding=encoding)
 
 
 @contextmanager
@@ -822,15 +826,19 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def run(names: Sequence[str], out: str | Path, *, data: str | None = None, settings: Settings = DEFAULT,
-        checkpoint_path: str | Path | None = None, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Run the named experiments in order into `out`/<name>/; writes `out`/settings.json too."""
+        checkpoint_path: str | Path | None = None, progress: bool = True,
+        encoding: str = "utf-8") -> dict[str, dict[str, Any]]:
+    """Run the named experiments in order into `out`/<name>/; writes `out`/settings.json too.
+
+    `encoding` decodes the corpus files. Nothing is written before the corpus has been read.
+    """
     out = Path(out)
     if checkpoint_path is not None:
         checkpoint_path = checkpoint.resolve(checkpoint_path)   # a bad path fails before any work
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with blas_threads(settings.blas_threads):
-        ctx = load_context(data, settings)
+        ctx = load_context(data, settings, encoding=encoding)
+        out.mkdir(parents=True, exist_ok=True)
         cached = checkpoint_path or best_checkpoint(out, settings.cell, settings.layers)
         cached_model_steps = 0 if cached else _planned_run_steps(ctx, ctx.settings_config())
         extra = cached_model_steps if any(n in ("temperature", "analyze") for n in names) and \

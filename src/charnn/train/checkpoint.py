@@ -7,15 +7,19 @@ File layout (safetensors): 8-byte little-endian header length n, n bytes of JSON
                                   ((L, S, B, H) for stacked LSTM/GRU/RNN models: charnn.nn.network)
   metadata  (every value a JSON string) format, format_version, config, vocab, step, epoch,
             batch_index, chars_seen, wall_s, train_s, best_val_loss, optimizer, rng, corpus, unigram,
-            temperature (the output temperature fitted on held-out text, charnn.eval.calibrate; 1 when absent)
+            temperature (the output temperature fitted on held-out text, charnn.eval.calibrate; 1 when absent),
+            digests ({array name: sha256 hex of its raw bytes}; absent in checkpoints written before it)
 
 Loading validates before it allocates: the header's size is bounded and parsed by hand, the
 format version must not be newer than this code, and every array must be present with the shape
-and dtype the config and vocabulary imply; only then is the data read. Writes are atomic: a temp
+and dtype the config and vocabulary imply; only then is the data read, and each array's bytes are
+hashed and compared with the digest recorded at save time, so a flipped byte anywhere in the data
+is refused with the array's name (safetensors itself has no checksum). Writes are atomic: a temp
 file in the same folder, flushed and fsynced, then renamed over the old file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -34,6 +38,7 @@ from .config import Config, ConfigError
 from .. import model
 from ..data.vocab import Vocab, VocabError
 from ..eval import calibrate
+from ..nn import budget
 
 FORMAT = "charnn.checkpoint"
 FORMAT_VERSION = 1
@@ -112,9 +117,29 @@ def save(path: str | Path, ckpt: Checkpoint) -> None:
         "corpus": ckpt.corpus,
         "unigram": ckpt.unigram,
         "temperature": float(ckpt.temperature),
+        "digests": {name: digest(a) for name, a in arrays.items()},
     }
     metadata = {k: json.dumps(v) for k, v in meta.items()}
     atomic_write_bytes(Path(path), st_save(arrays, metadata=metadata))
+
+
+def digest(a: np.ndarray) -> str:
+    """sha256 (hex) of an array's raw bytes in C order: what `digests` records for each array."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(a)).cast("B")).hexdigest()
+
+
+def _check_digests(p: Path, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Compare every array with its recorded digest; a checkpoint without `digests` (older) is not checked."""
+    digests = meta.get("digests")
+    if digests is None:
+        return
+    if not isinstance(digests, dict) or set(digests) != set(arrays):
+        raise CheckpointError(f"{p}: its array digests do not list exactly its arrays (damaged file): "
+                              f"use another checkpoint, e.g. the run's last or best")
+    for name in sorted(arrays):
+        if digests[name] != digest(arrays[name]):
+            raise CheckpointError(f"{p}: array {name!r} is damaged (its bytes do not match the sha256 recorded "
+                                  f"when it was saved): use another checkpoint, e.g. the run's last or best")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -142,15 +167,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
+def remove_stale_temps(folder: Path, keep: set[str] = frozenset()) -> list[Path]:
     """Delete temp files that an interrupted atomic_write_bytes left in `folder` (after a kill -9 or power cut).
 
     Only call it while no other process writes to the folder (train holds the run folder's lock).
+    A file whose real path is in `keep` (an input of the run) is never removed, whatever its name.
     """
     removed = []
     if folder.is_dir():
         for q in folder.iterdir():
-            if _TEMP_NAME.match(q.name) and q.is_file():
+            if (_TEMP_NAME.match(q.name) and q.is_file() and not q.is_symlink()
+                    and os.path.realpath(q) not in keep):
                 try:
                     q.unlink()
                     removed.append(q)
@@ -292,11 +319,16 @@ def _check_arrays(p: Path, header: Mapping[str, Any], n: int, size: int, cfg: Co
         raise CheckpointError(f"{p} is truncated or damaged: {size} bytes, the header describes {8 + n + end}")
 
 
-def load(path: str | Path) -> Checkpoint:
-    """Read and validate a checkpoint (see the module docstring for what is checked)."""
+def peek(path: str | Path) -> tuple[Config, int, int]:
+    """(config, vocabulary size, file size) of a checkpoint from its header alone, without reading
+    its arrays: what a command needs to budget its memory before it loads the file."""
     p = Path(path)
     header, n, size = read_header(p)
-    meta = _decode_metadata(p, header)
+    cfg, vocab, _ = _config_and_vocab(p, _decode_metadata(p, header))
+    return cfg, len(vocab), size
+
+
+def _config_and_vocab(p: Path, meta: Mapping[str, Any]) -> tuple[Config, Vocab, Mapping[str, Any]]:
     try:
         cfg = Config.from_dict(meta["config"], strict=True)
     except (ConfigError, ValueError, TypeError, AttributeError) as exc:
@@ -310,18 +342,28 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{p}: the vocabulary it holds is invalid: {exc}") from None
     if len(vocab) < 1:
         raise CheckpointError(f"{p}: the vocabulary it holds is empty")
+    return cfg, vocab, meta
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint (see the module docstring for what is checked)."""
+    p = Path(path)
+    header, n, size = read_header(p)
+    cfg, vocab, meta = _config_and_vocab(p, _decode_metadata(p, header))
     hyper = meta["optimizer"]
     if not isinstance(hyper, dict) or hyper.get("kind") != cfg.optimizer:
         raise CheckpointError(f"{p}: optimizer record {hyper!r} does not match the config ({cfg.optimizer})")
     optim_t = _whole(p, "optimizer step", hyper.get("t", 0))
     extras = _check_extras(p, meta, len(vocab))
     _check_arrays(p, header, n, size, cfg, len(vocab), optim_t)
+    budget.check(budget.FIXED + 2 * size, f"loading the checkpoint {p}", "free memory, or use a machine with more")
     try:
         arrays = st_load(p.read_bytes())
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from None
     except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
         raise CheckpointError(f"{p} is damaged: {exc}") from None
+    _check_digests(p, meta, arrays)
     params = {k: arrays[f"param.{k}"] for k in model_shapes(cfg, len(vocab))[0]}
     optim_state = {k[len("optim."):]: a for k, a in arrays.items() if k.startswith("optim.")}
     return Checkpoint(

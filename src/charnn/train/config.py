@@ -193,7 +193,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"unknown dtype {cfg.dtype!r}: choose float32 or float64")
     if cfg.device not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {cfg.device!r}: choose cpu or cuda")
-    for name in ("max_steps", "eval_every", "sample_length"):
+    for name in ("seed", "max_steps", "eval_every", "sample_length"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -36,10 +37,11 @@ from tqdm import tqdm
 from . import checkpoint, distributed, finetune, runlock
 from .. import __version__, model
 from ..backend import get_xp, host_copy, to_numpy
-from ..data import Batches, DataError, hold_out
+from ..data import Batches, DataError, corpus_files, hold_out
 from ..data.corpus import Corpus, unigram_counts
 from ..data.vocab import VocabError
 from ..eval import calibrate
+from ..nn import budget
 from ..sample import generate_text
 from .checkpoint import Checkpoint
 from .config import Config, ConfigError
@@ -137,13 +139,41 @@ def check_run_dir(out: str | Path, *, overwrite: bool = False) -> Path:
     return p
 
 
-def prepare_run_dir(out: str | Path, *, overwrite: bool = False) -> Path:
+def run_inputs(cfg: Config, extra: Iterable[str | Path] = ()) -> set[str]:
+    """The real paths a run reads: its corpus files and `extra` (a config file, a checkpoint)."""
+    paths = [Path(x) for x in extra]
+    if cfg.data:
+        try:
+            paths += corpus_files(cfg.data)
+        except DataError:
+            pass     # the corpus loader reports it
+    return {os.path.realpath(q) for q in paths}
+
+
+def check_inputs_kept(run_dir: str | Path, inputs: set[str], what: str) -> None:
+    """Refuse when a file the run writes or removes in `run_dir` (RUN_FILES, checkpoints/...) is one it reads.
+
+    A run's outputs are never its inputs: --overwrite would delete such a file, and training appends
+    to samples.txt and metrics.jsonl and replaces config.json and the checkpoints.
+    """
+    p = Path(run_dir)
+    for name in RUN_FILES:
+        q = os.path.realpath(p / name)
+        for f in sorted(inputs):
+            if f == q or f.startswith(q + os.sep):
+                raise RunDirError(f"{what} would replace {f}, which this run reads as input: move it out of "
+                                  f"{p} (or choose another --out)")
+
+
+def prepare_run_dir(out: str | Path, *, overwrite: bool = False, inputs: set[str] = frozenset()) -> Path:
     """Create the run folder (see check_run_dir for what is refused).
 
     With `overwrite`, only the files a run writes (config.json, metrics.jsonl, samples.txt,
-    checkpoints/) are removed; anything else in the folder is left alone.
+    checkpoints/) are removed; anything else in the folder is left alone, and a run file that is
+    also one of the run's `inputs` (real paths: its corpus, its config file) is refused, never removed.
     """
     p = check_run_dir(out, overwrite=overwrite)
+    check_inputs_kept(p, inputs, "--overwrite")
     if p.is_dir():
         for name in RUN_FILES:
             q = p / name
@@ -205,6 +235,17 @@ class Trainer:
         self.val_ids = self.xp.asarray(val_ids)
         self.unigram = unigram_counts(train_ids, len(self.vocab)).tolist()
         V, H = len(self.vocab), cfg.hidden_size
+        if V < 2:
+            raise DataError(f"corpus {corpus.display_path} has one distinct character ({self.vocab.decode([0])!r}): "
+                            f"there is nothing to predict; train on a text with at least two")
+        budget.check(budget.training_bytes(vocab_size=V, hidden_size=H, batch_size=cfg.batch_size,
+                                           max_len=cfg.max_len, cell=cfg.cell, layers=cfg.layers, embed=cfg.embed,
+                                           dtype=cfg.dtype, optimizer=cfg.optimizer, momentum=cfg.momentum,
+                                           eval_streams=cfg.eval_streams),
+                     f"training a {cfg.cell} model of hidden size {H} × {cfg.layers} layer(s) on batches of "
+                     f"{cfg.batch_size}×{cfg.max_len} ({cfg.dtype})",
+                     "use a smaller --hidden-size, --layers, --batch-size or --max-len")
+        self.inputs: set[str] = run_inputs(cfg)
         self.opt = make_optimizer(cfg.optimizer, cfg.lr, momentum=cfg.momentum,
                                   beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay)
         self.rng = np.random.default_rng([cfg.seed, 1])    # samples (a stream apart from the init's)
@@ -430,10 +471,13 @@ class Trainer:
         cfg, nb = self.cfg, len(self.batches)
         self._t0 = time.perf_counter()
         if self.finished:
-            self.log(f"run already finished: epoch {self.epoch}/{cfg.epochs}, step {self.step}"
-                     + (f" (max steps {cfg.max_steps})" if cfg.max_steps else "")
-                     + (f", {self.train_s / 60:.1f} of {cfg.max_minutes:g} training minutes" if cfg.max_minutes else "")
-                     + "; give a larger --epochs, --max-steps or --max-minutes to train further")
+            reached = ("epochs" if self.epoch >= cfg.epochs else
+                       f"max-steps {cfg.max_steps}" if cfg.max_steps and self.step >= cfg.max_steps else
+                       f"max-minutes {cfg.max_minutes:g}")
+            where = f"after epoch {self.epoch}/{cfg.epochs}" if self.batch_index == 0 else f"in epoch {self.epoch + 1}/{cfg.epochs}"
+            self.log(f"run already finished at step {self.step} {where} ({reached} reached"
+                     + (f"; {self.train_s / 60:.1f} of {cfg.max_minutes:g} training minutes used" if cfg.max_minutes else "")
+                     + "); nothing written: give a larger --epochs, --max-steps or --max-minutes to train further")
             return self._result("already_finished")
         total = self.total_steps
         metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.run_dir else None
@@ -541,10 +585,20 @@ class Trainer:
                 if metrics:
                     metrics.close()
         best = "n/a" if self.best_val_loss is None else f"{self.best_val_loss:.4f}"
-        self.log(f"done: epoch {self.epoch}/{cfg.epochs}, step {self.step}, "
-                 f"best val {best} nats/char, {self.wall_s:.0f} s"
+        self.log(f"{self.progress_line(stop_reason)}, best val {best} nats/char, {self.wall_s:.0f} s"
                  + (f"; checkpoints in {self.run_dir / 'checkpoints'}" if self.run_dir else ""))
         return self._result(stop_reason)
+
+    def progress_line(self, reason: str) -> str:
+        """Where the run stopped and why: 'done: 5 epochs, step 675' or 'stopped at step 3 (max-steps 3) in epoch 1/5'."""
+        cfg = self.cfg
+        if reason == "completed":
+            return f"done: {self.epoch} epoch(s), step {self.step}"
+        why = {"max_steps": f"max-steps {cfg.max_steps}", "max_minutes": f"max-minutes {cfg.max_minutes:g}",
+               "stopped": "stopped by a callback"}.get(reason, reason)
+        where = (f"after epoch {self.epoch}/{cfg.epochs}" if self.batch_index == 0
+                 else f"in epoch {self.epoch + 1}/{cfg.epochs}")
+        return f"stopped at step {self.step} ({why}) {where}"
 
     def _result(self, reason: str) -> TrainResult:
         return TrainResult(config=self.cfg, params={k: to_numpy(v) for k, v in self.params.items()},
@@ -560,7 +614,8 @@ class Trainer:
             yield
             return
         with runlock.hold(self.run_dir):
-            checkpoint.remove_stale_temps(self.run_dir / "checkpoints")
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):   # e.g. .config.json.<pid>.<hex>.tmp
+                checkpoint.remove_stale_temps(folder, keep=self.inputs)
             yield
 
     @contextmanager
@@ -606,7 +661,8 @@ def describe(cfg: Config, corpus: Corpus, run_dir: Path | None, num_params: int,
 
 def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None, corpus: Corpus | None = None,
           overwrite: bool = False, callbacks: Iterable[Callback] = (), progress: bool = True,
-          log: Callable[[str], None] | None = print, handle_signals: bool = False) -> TrainResult:
+          log: Callable[[str], None] | None = print, handle_signals: bool = False,
+          inputs: Iterable[str | Path] = ()) -> TrainResult:
     """Train a new model.
 
     cfg:     the configuration (cfg.data names the corpus unless `text` or `corpus` is given)
@@ -617,6 +673,7 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
              a callback may raise StopTraining on "step" or "eval" to end the run early (the last
              checkpoint is then saved at that step).
     log:     where messages go (None = silent); progress: show a tqdm bar on stderr.
+    inputs:  other files the run reads (a config file): like the corpus, never removed or replaced
 
     Under `mpiexec` every rank calls this (train.distributed): rank 0 alone checks and writes the
     run folder, prints and calls the callbacks (a StopTraining there stops every rank); an error
@@ -624,9 +681,11 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     """
     world = distributed.world()
     root = world.is_root
+    keep = run_inputs(cfg, [*inputs, *([cfg.init_from] if cfg.init_from else [])])
     if out is not None:
         def check() -> None:
             check_run_dir(out, overwrite=overwrite)   # fail before the (slow) corpus load
+            check_inputs_kept(out, keep, "--overwrite" if overwrite else "this run")
             runlock.ensure_free(out)                  # --overwrite of a folder still training is refused
         world.on_root(check)
     if corpus is None:
@@ -638,9 +697,10 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     trainer = world.together(lambda: Trainer(   # validates data and config: nothing written yet
         cfg, corpus, callbacks=callbacks if root else (), progress=progress and root, log=log if root else None,
         handle_signals=handle_signals, world=world, init=init))
+    trainer.inputs |= keep
 
     def create() -> Path | None:
-        made = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
+        made = prepare_run_dir(out, overwrite=overwrite, inputs=trainer.inputs) if out is not None else None
         if made is not None:
             write_run_config(made, cfg, corpus, trainer.num_params)
         return made
@@ -705,9 +765,12 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
                        world=world)
     trainer = world.together(setup)
     trainer.last_saved_step = start.step
-    if updates:
-        world.on_root(lambda: write_run_config(run_dir, cfg, corpus, trainer.num_params))
-    trainer.log(f"resuming {run_dir} at epoch {start.epoch + 1}, batch {start.batch_index}, step {start.step}"
-                + (f" (changed: {', '.join(f'{k}={v!r}' for k, v in updates.items())})" if updates else "")
-                + (f" on {world.size} MPI ranks" if world.size > 1 else ""))
+    trainer.inputs.add(os.path.realpath(path))
+    if not trainer.finished:      # a resume with nothing left to do writes nothing at all
+        world.on_root(lambda: check_inputs_kept(run_dir, trainer.inputs - {os.path.realpath(path)}, "resuming"))
+        if updates:
+            world.on_root(lambda: write_run_config(run_dir, cfg, corpus, trainer.num_params))
+        trainer.log(f"resuming {run_dir} at epoch {start.epoch + 1}, batch {start.batch_index}, step {start.step}"
+                    + (f" (changed: {', '.join(f'{k}={v!r}' for k, v in updates.items())})" if updates else "")
+                    + (f" on {world.size} MPI ranks" if world.size > 1 else ""))
     return trainer.run()
