@@ -281,28 +281,67 @@ def _load_checkpoint(path: str):
     return checkpoint.load(checkpoint.resolve(path))
 
 
+def _read_prompt_file(path: str, byte_level: bool) -> str:
+    """A prompt file's exact contents (UTF-8; a byte-level model's prompt is the file's bytes)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CLIError(f"--prompt-file {path}: cannot read it ({exc.strerror or exc})") from None
+    if byte_level:
+        return data.decode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"--prompt-file {path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from . import sample
 
     ckpt = _load_checkpoint(args.checkpoint)
     cfg = ckpt.config
-    prompt = cfg.prompt if args.prompt is None else args.prompt
-    if cfg.byte_level:   # a byte-level model's symbols are bytes: the prompt stands for its UTF-8 bytes
-        prompt = prompt.encode("utf-8", "surrogateescape").decode("latin-1")
+    to_symbols = ((lambda t: t.encode("utf-8", "surrogateescape").decode("latin-1")) if cfg.byte_level
+                  else (lambda t: t))   # a byte-level model's symbols are bytes: text stands for its UTF-8 bytes
+    if args.prompt is not None and args.prompt_file is not None:
+        raise CLIError("give --prompt or --prompt-file, not both")
+    if args.prompt_file is not None:
+        prompt, prompt_flag = _read_prompt_file(args.prompt_file, cfg.byte_level), "--prompt-file"
+    else:
+        prompt, prompt_flag = to_symbols(cfg.prompt if args.prompt is None else args.prompt), "--prompt"
+    stop = [to_symbols(t) for t in args.stop]
     temperature = cfg.temperature if args.temperature is None else args.temperature
     seed = cfg.seed if args.seed is None else args.seed
     if args.top_k is not None and args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
+    top_p = 1.0 if args.top_p is None else args.top_p
+    if args.beam is not None:
+        clash = [f for f, given in (("--temperature", args.temperature is not None), ("--top-k", args.top_k is not None),
+                                    ("--top-p", args.top_p is not None), ("--greedy", args.greedy),
+                                    ("--stop", bool(stop)), ("--num-samples", args.num_samples != 1)) if given]
+        if clash:
+            raise CLIError(f"--beam finds the most likely text under the model itself: it takes no {', '.join(clash)}")
     sample.check_options(length=args.length, temperature=temperature, top_k=args.top_k or 0,
-                         num_samples=args.num_samples)
+                         num_samples=args.num_samples, top_p=top_p, stop=stop, beam=args.beam)
     if prompt == "":
         print("charnn: empty prompt: starting from the zero hidden state (first character drawn from softmax(c))",
               file=sys.stderr)
     unknown = ckpt.vocab.unknown(prompt)
     if unknown:
-        raise CLIError(f"--prompt has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
+        raise CLIError(f"{prompt_flag} has character(s) not in the model's vocabulary: "
+                       f"{', '.join(map(repr, unknown[:10]))}")
+    unknown = ckpt.vocab.unknown("".join(stop))
+    if unknown:
+        raise CLIError(f"--stop has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
+    if args.beam is not None:
+        best = sample.beam_search(ckpt.model_params, ckpt.vocab, prompt, args.length, beam=args.beam)[0]
+        out = _SymbolWriter(cfg.byte_level)
+        out.write(prompt + best.text)
+        out.end()
+        print(f"log-probability: {best.logprob:.6f} nats ({best.logprob / math.log(2):.4f} bits) "
+              f"over {args.length} characters, beam {args.beam}")
+        return 0
     rng = np.random.default_rng(seed)
-    opts = dict(rng=rng, temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy)
+    opts = dict(rng=rng, temperature=temperature, top_k=args.top_k or 0, top_p=top_p, greedy=args.greedy, stop=stop)
     if args.num_samples > 1:
         texts = sample.generate_text(ckpt.model_params, ckpt.vocab, prompt, args.length,
                                      num_samples=args.num_samples, **opts)
@@ -363,8 +402,19 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=_finite_float, default=None, metavar="T",
                    help="softmax temperature > 0 (default: the run's, 1.5 for the seed)")
     p.add_argument("--seed", type=_whole, default=None, metavar="S", help="sampling seed (default: the run's seed)")
+    p.add_argument("--prompt-file", default=None, metavar="FILE",
+                   help="prime with this file's exact contents (UTF-8) instead of --prompt")
     p.add_argument("--top-k", type=_whole, default=None, metavar="K", help="sample only among the K most likely characters")
+    p.add_argument("--top-p", type=_finite_float, default=None, metavar="P",
+                   help="nucleus sampling: only among the most likely characters whose probabilities add up to P, "
+                        "in (0, 1] (after --top-k) [1 = off]")
+    p.add_argument("--stop", action="append", default=[], metavar="STR",
+                   help="end right after the first occurrence of STR in the generated text, which is printed "
+                        "(repeatable: the earliest to complete wins)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")
+    p.add_argument("--beam", type=_whole, default=None, metavar="K",
+                   help="beam search of width K: print the most likely continuation of --length characters it "
+                        "finds, then its log-probability under the model (temperature 1)")
     p.add_argument("--num-samples", type=_whole, default=1, metavar="N", help="independent samples, drawn in one batch [1]")
     p.set_defaults(func=_cmd_sample)
 
