@@ -19,6 +19,7 @@ LAYER = {
     "train": 5,      # configuration, optimizers, schedules, the trainer, run folders, checkpoints
     "apps": 6,       # what the command line runs on a trained model
     "reproduce": 6,  # the seed's experiments and their report
+    "web": 6.5,      # `charnn serve`: the web app over apps (the Inside analysis), train and sample
     "cli": 7,
 }
 ENGINE = {"_blas", "backend", "data", "nn", "model", "sample", "eval"}

@@ -508,6 +508,52 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# serve (the web app)
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
+    import uvicorn
+
+    from .web.app import create_app
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise CLIError(f"not found: {missing[0]} (give run folders, checkpoints or folders of runs)")
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be in 0..65535, got {args.port}")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:   # bound here, so a taken port is one line and --port 0 prints the port it got
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise CLIError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    port = sock.getsockname()[1]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"charnn: warning: serving on {args.host}: other machines can reach it", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    server = uvicorn.Server(uvicorn.Config(create_app(args.paths), log_level="warning", access_log=False))
+    print(f"charnn serve: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web app: write with a model, look inside it, watch runs train",
+                       description="Serve three pages (Write, Inside, Train) and their JSON API (/openapi.json) "
+                                   "over the given run folders, checkpoints and folders of run folders (a run "
+                                   "started under one later appears while it trains). Only these are served; "
+                                   "models are named by id, never by path.")
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback is reachable "
+                   "from other machines [127.0.0.1]")
+    p.add_argument("--port", type=_whole, default=8000, metavar="N", help="TCP port; 0 = any free one [8000]")
+    p.set_defaults(func=_cmd_serve)
+
+
+# --------------------------------------------------------------------------------------------
 # experiment / reproduce (the seed's experiments and the report)
 
 def _experiment_settings(args: argparse.Namespace) -> Any:
@@ -597,7 +643,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck,
+    _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck, _add_serve,
     _add_experiment, _add_reproduce]
 
 
