@@ -419,6 +419,82 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+def _parse_unit(spec: str, names: Sequence[str], hidden: int) -> dict[str, Any]:
+    """'L0.h:12' -> {"name": "L0.h", "unit": 12}, checked against the model's state kinds."""
+    name, sep, j = spec.rpartition(":")
+    if not sep or name not in names or not j.isdigit() or int(j) >= hidden:
+        raise CLIError(f"--unit must be KIND:J with KIND one of {', '.join(names)} and J in [0, {hidden}), "
+                       f"got {spec!r}")
+    return {"name": name, "unit": int(j)}
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from . import model
+    from .apps import inside, inside_html
+    from .data import read_corpus
+
+    for flag, v in (("--length", args.length), ("--max-chars", args.max_chars)):
+        if v < 1:
+            raise CLIError(f"{flag} must be >= 1, got {v}")
+    if args.start < 0:
+        raise CLIError(f"--start must be >= 0, got {args.start}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CLIError(f"--out {out}: the folder {out.parent} does not exist")
+    ckpt = _load_checkpoint(args.run)
+    cfg = ckpt.config
+    params = ckpt.model_params
+    spec = model.describe(params)
+    initial = _parse_unit(args.unit, model.internal_names(params), spec.hidden_size) if args.unit else None
+    if args.text is not None:
+        text = read_corpus(args.text, encoding=cfg.encoding, byte_level=cfg.byte_level)
+        what = str(args.text)
+    else:
+        text = inside.validation_text(ckpt, args.length, args.start)
+        what = f"{len(text):,} characters of the validation split from {args.start:,}"
+    try:
+        data = inside.analyze(params, ckpt.vocab, text, max_chars=args.max_chars)
+    except inside.InsideError as exc:
+        raise CLIError(f"{what}: {exc}") from None
+    if initial:
+        data["initial"] = initial
+    data["source"] = what
+    inside_html.write(out, data, title=f"charnn inspect: {Path(args.run).name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(data), encoding="utf-8")
+    best = [u for u in data["units"] if u["score"] is not None]
+    best.sort(key=lambda u: -u["score"])
+    print(f"{what}: {data['chars']:,} characters, mean surprise {data['mean_surprise']:.4f} nats/char")
+    for u in best[:5]:
+        print(f"  {u['description']}: {u['name']} unit {u['unit']} (r = {u['r']:+.3f})")
+    print(f"inside view: {out}")
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    from .apps.inside import DEFAULT_SLICE, MAX_CHARS
+
+    p = sub.add_parser("inspect", help="write the Inside view of a model reading a text as one HTML file",
+                       description="Read a text with a trained model and write one self-contained HTML file: the "
+                                   "text coloured by any unit's activation (every layer's h, the LSTM's cell and "
+                                   "gates, the GRU's gates) or by its surprise, the units that track features of "
+                                   "the text best (|Pearson r|), and each layer's gate saturation. Without --text, a "
+                                   "slice of the run's validation split.")
+    p.add_argument("run", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--text", default=None, metavar="FILE", help="the text to read (default: the validation split)")
+    p.add_argument("--start", type=_whole, default=0, metavar="N",
+                   help="without --text: first character of the validation slice [0]")
+    p.add_argument("--length", type=_whole, default=DEFAULT_SLICE, metavar="N",
+                   help=f"without --text: characters of the validation slice [{DEFAULT_SLICE}]")
+    p.add_argument("--out", default="inside.html", metavar="FILE", help="the HTML file to write [inside.html]")
+    p.add_argument("--unit", default=None, metavar="KIND:J",
+                   help="the unit shown first, e.g. L0.h:12 or L1.c:3 (default: L0.h:0)")
+    p.add_argument("--max-chars", type=_whole, default=MAX_CHARS, metavar="N",
+                   help=f"characters drawn in the view (statistics use the whole text) [{MAX_CHARS}]")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the analysis as JSON (charnn.inside/1)")
+    p.set_defaults(func=_cmd_inspect)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .apps import evaluate
     from .eval import cache as neural_cache
@@ -643,7 +719,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck, _add_serve,
+    _add_train, _add_sample, _add_eval, _add_info, _add_inspect, _add_gradcheck, _add_serve,
     _add_experiment, _add_reproduce]
 
 
