@@ -18,7 +18,7 @@ LAYER = {
     "eval": 4,       # calibration, the neural cache, gradient checks
     "train": 5,      # configuration, optimizers, schedules, the trainer, run folders, checkpoints
     "apps": 6,       # what the command line runs on a trained model
-    "reproduce": 6,  # the seed's experiments and their report
+    "reproduce": 6.5,  # the seed's experiments and their report (with the Inside view of apps)
     "web": 6.5,      # `charnn serve`: the web app over apps (the Inside analysis), train and sample
     "cli": 7,
 }

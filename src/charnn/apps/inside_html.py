@@ -43,6 +43,13 @@ def render(data: dict[str, Any], *, title: str = "charnn: inside the network") -
         "</body></html>\n")
 
 
+def extract(page: str) -> dict[str, Any]:
+    """The Inside dict embedded in a page that `render` wrote."""
+    start = page.index('<script type="application/json" id="inside-data">')
+    body = page[page.index(">", start) + 1: page.index("</script>", start)]
+    return json.loads(body)
+
+
 def write(path: str | Path, data: dict[str, Any], *, title: str = "charnn: inside the network") -> Path:
     """Write the page to `path` (its folder must exist)."""
     path = Path(path)
