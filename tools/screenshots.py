@@ -1,6 +1,6 @@
 """The README's pictures of `charnn serve`: docs/img/web-write.png, web-inside.png, web-train.png.
 
-Trains a small LSTM on the embedded Tiny Shakespeare for a few minutes, serves it, and drives
+Trains a GRU of the seed's size (H = 256) on the embedded Tiny Shakespeare for a few minutes, serves it, and drives
 headless Chromium through the same driver setup as the browser tests (tests/webhelp.py):
 
     python tools/screenshots.py [--minutes 3]
@@ -33,15 +33,15 @@ def wait_for(check, timeout: float = 120.0) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=3.0, help="training minutes of the model shown [3]")
+    ap.add_argument("--root", type=Path, help="keep the served run folder here (default: a temporary folder)")
     args = ap.parse_args()
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     IMG.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        res = charnn("train", "--out", root / "shakespeare", "--cell", "lstm", "--hidden-size", "128",
-                     "--max-len", "64", "--batch-size", "32", "--max-minutes", str(args.minutes),
+        root = args.root or Path(tmp)
+        res = charnn("train", "--out", root / "shakespeare", "--cell", "gru", "--max-minutes", str(args.minutes),
                      "--eval-every", "100", "--log-every", "10", "--temperature", "0.8", "--no-progress")
         assert res.rc == 0, res.err
         with serve(root) as (_, url):
