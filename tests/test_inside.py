@@ -134,6 +134,9 @@ def test_states_and_surprise_are_those_of_the_reader(cell, layers):
         assert got.shape == (7, N)
         np.testing.assert_allclose(got, ch.internals[name][:, 0].T, atol=5e-4 + 1e-12)
     gates = inside.SIGMA_GATES.get(cell, ())
+    for name, rng in d["ranges"].items():                  # the colour scale of each state kind
+        kind = name.split(".")[1]
+        assert rng == ([-1.0, 1.0] if kind in "hgn" else None if kind == "c" else [0.0, 1.0])
     assert len(d["saturation"]) == (layers if gates else 0)
     for layer in d["saturation"]:
         assert set(layer["gates"]) == set(gates)

@@ -22,8 +22,9 @@ memory and the JSON stay bounded for any text.
     mean_surprise mean surprise over all N characters (nats/char)
     surprise      [n] surprise of each shown character (nats, 3 decimals)
     names         ["L0.h", "L0.c", "L0.i", ...]: the state kinds, layer by layer
-    ranges        {name: [lo, hi]}: the colour scale of a kind ([−1, 1] for h, g, n; [0, 1] for
-                  σ-gates; ± the largest |c| shown for the cell state)
+    ranges        {name: [lo, hi] or None}: the colour scale of a kind ([−1, 1] for h, g, n;
+                  [0, 1] for σ-gates; None for the cell state c: each unit on its own scale,
+                  ± its largest |c| shown)
     states        {name: [[n values] for each of the H units]} (unit-major, 3 decimals)
     features      [{"name", "description", "kind": "binary"|"continuous", "values": [n]}]
     score         how units are scored: "|Pearson r| over all N characters"
@@ -116,12 +117,12 @@ def analyze(params: Mapping[str, Any], vocab: Vocab, text: str, *, max_chars: in
         k = kind[nm]
         if k in UNIT_RANGE:
             lo, hi = UNIT_RANGE[k]
-        elif k == "c":
-            hi = float(max(1e-6, np.abs(S).max()))
-            lo = -hi
+        elif k == "c":           # unbounded: one unit's scale would wash out the others
+            ranges[nm] = None
+            continue
         else:
             lo, hi = 0.0, 1.0
-        ranges[nm] = [round(lo, 3), round(hi, 3)]
+        ranges[nm] = [lo, hi]
     units = []
     for row in corr.best():
         row = {"feature": row["feature"], "description": textfeatures.DESCRIPTIONS[row["feature"]], **row}

@@ -86,7 +86,12 @@
 
     function paint() {
       var name = kind.value, j = Math.max(0, Math.min(m.hidden - 1, parseInt(unit.value, 10) || 0));
-      var rng = data.ranges[name], vals = data.states[name][j];
+      var vals = data.states[name][j], rng = data.ranges[name];
+      if (!rng) {                            // the cell state: this unit's own scale, ± its largest |c|
+        var big = 1e-6;
+        for (var q = 0; q < vals.length; q++) big = Math.max(big, Math.abs(vals[q]));
+        rng = [-big, big];
+      }
       var fvals = feature ? data.features.filter(function (f) { return f.name === feature; })[0].values : null;
       for (var t = 0; t < spans.length; t++) {
         var sp = spans[t];
@@ -101,7 +106,8 @@
       }
       legend.textContent = view.value === "surprise"
         ? "white 0 \u2192 red \u2265 " + smax.toFixed(2) + " nats"
-        : "blue " + rng[0] + " \u2192 white \u2192 red " + rng[1] + (feature ? "; underlined: " + feature : "");
+        : "blue " + rng[0].toFixed(2) + " \u2192 white \u2192 red " + rng[1].toFixed(2) +
+          (feature ? "; underlined: " + feature : "");
       var ctx = strip.getContext("2d");
       for (var x = 0; x < spans.length; x++) {
         if (fvals) {
