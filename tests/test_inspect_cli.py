@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from charnn import model
 from charnn.apps import inside, inside_html
 from charnn.data import split
 from charnn.train import checkpoint
@@ -111,5 +112,17 @@ def test_the_page_draws_in_a_browser(run, tmp_path):
         worst = max(range(400), key=lambda i: data["surprise"][i])
         assert "surprise" in spans[worst].get_attribute("title")
         browser.save_screenshot(str(tmp_path / "inside.png"))
+        # an LSTM's page: a row whose unit is not in the first state kind switches the kind too
+        ck = checkpoint.load(checkpoint.resolve(run))
+        lstm = model.init_params(len(ck.vocab), 8, seed=1, cell="lstm", layers=2)
+        view = inside.analyze(lstm, ck.vocab, data["text"])
+        u = next(u for u in view["units"] if u["name"] not in (None, "L0.h"))
+        inside_html.write(tmp_path / "lstm.html", view)
+        browser.get((tmp_path / "lstm.html").as_uri())
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#ci-saturation svg")) == 2   # one plot per layer
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#ci-saturation circle")) == 2 * 3 * 8
+        browser.find_element(By.CSS_SELECTOR, f'#ci-units tr[data-feature="{u["feature"]}"]').click()
+        assert Select(browser.find_element(By.ID, "ci-kind")).first_selected_option.text == u["name"]
+        assert browser.find_element(By.ID, "ci-unit").get_attribute("value") == str(u["unit"])
     finally:
         browser.quit()
