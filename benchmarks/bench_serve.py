@@ -10,7 +10,8 @@ Tiny Shakespeare's 65-character vocabulary. For each, against one real `charnn s
 * streamed requests (`"stream": true`) one at a time: time from sending to the first generated
   character, and characters per second from there to the end.
 
-    python benchmarks/bench_serve.py [--burst-length 200] [--stream-length 2000] [--out FILE.json]
+    python benchmarks/bench_serve.py [--burst-length 200] [--stream-length 2000] [--big-burst-length 10]
+                                     [--big-stream-length 100] [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--burst-length", type=int, default=200, help="characters per request of the burst [200]")
     ap.add_argument("--stream-length", type=int, default=2000, help="characters per streamed request [2000]")
+    ap.add_argument("--big-burst-length", type=int, default=10,
+                    help="the same for the best-CPU size, which draws about 25 characters a second at batch 1 [10]")
+    ap.add_argument("--big-stream-length", type=int, default=100, help="the same for the best-CPU size [100]")
     ap.add_argument("--reps", type=int, default=3, help="streamed requests per model (median) [3]")
     ap.add_argument("--out", type=Path, help="also write the results as JSON")
     args = ap.parse_args()
@@ -123,9 +127,11 @@ def main() -> int:
         with serve(root) as (proc, base):
             for name in models:
                 ckpt = checkpoint.load(root / name / "checkpoints" / "best.safetensors")
-                length = args.burst_length if name.startswith("seed") else max(1, args.burst_length // 2)
+                seed = name.startswith("seed")
+                length = args.burst_length if seed else args.big_burst_length
                 out[name] = {"burst": burst(base, name, ckpt, length, proc.pid),
-                             "stream": stream(base, name, args.stream_length, args.reps)}
+                             "stream": stream(base, name, args.stream_length if seed else args.big_stream_length,
+                                              args.reps)}
                 b, s = out[name]["burst"], out[name]["stream"]
                 print(f"{name}: {b['correct']}/{b['requests']} correct, {b['length']} chars each: p50 {b['p50_s']:.2f} s, "
                       f"p99 {b['p99_s']:.2f} s, RSS {b['rss_before_mb']:.0f} -> {b['rss_after_mb']:.0f} MB; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +14,7 @@ import pytest
 
 from charnn import sample
 from charnn.train import checkpoint
-from clihelp import assert_user_error, charnn
+from clihelp import Result, assert_user_error, charnn_subprocess
 from webhelp import serve, train_small
 
 WAIT_S = 60      # a failure bound for the server to settle, never a performance threshold
@@ -74,12 +75,24 @@ def test_a_streamed_generation_stops_when_its_client_goes_away(server):
     assert status["chars_generated"] - before < 10_000
 
 
+def serve_refusal(*args) -> Result:
+    """`charnn serve ARGS` as a child process that must exit by itself (a serve that starts would not)."""
+    proc = charnn_subprocess("serve", *args)
+    try:
+        out, err = proc.communicate(timeout=3 * WAIT_S)   # a bound on a loaded machine, not a speed test
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"charnn serve {args} started serving instead of refusing")
+    return Result(proc.returncode, out, err)
+
+
 def test_serve_refuses_a_missing_path(tmp_path):
-    assert_user_error(charnn("serve", tmp_path / "nope"), "not found", "nope")
+    assert_user_error(serve_refusal(tmp_path / "nope"), "not found", "nope")
 
 
 def test_serve_refuses_a_port_out_of_range(root):
-    assert_user_error(charnn("serve", root, "--port", "70000"), "--port must be in 0..65535")
+    assert_user_error(serve_refusal(root, "--port", "70000"), "--port must be in 0..65535")
 
 
 def test_serve_refuses_a_port_in_use(root):
@@ -87,4 +100,4 @@ def test_serve_refuses_a_port_in_use(root):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert_user_error(charnn("serve", root, "--port", str(port)), "cannot serve on 127.0.0.1:")
+        assert_user_error(serve_refusal(root, "--port", str(port)), "cannot serve on 127.0.0.1:")
