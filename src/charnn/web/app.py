@@ -142,7 +142,7 @@ def create_app(paths: Sequence[str | Path]) -> FastAPI:
     registry = Registry(paths)
     limit = asyncio.Semaphore(MAX_CONCURRENT)
     app = FastAPI(title="charnn", summary="Write with a character RNN, look inside it, watch it train.",
-                  max_body_size=MAX_BODY_BYTES)
+                  max_body_size=MAX_BODY_BYTES, docs_url=None, redoc_url=None)   # their pages load from a CDN
     app.state.registry = registry
     app.state.stats = stats = Stats()
 
