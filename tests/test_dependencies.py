@@ -18,8 +18,9 @@ LAYER = {
     "eval": 4,       # calibration, the neural cache, gradient checks
     "train": 5,      # configuration, optimizers, schedules, the trainer, run folders, checkpoints
     "apps": 6,       # what the command line runs on a trained model
-    "reproduce": 6,  # the seed's experiments and their report
+    "reproduce": 6.5,  # the seed's experiments and their report (with the Inside view of apps)
     "sweep": 6,      # hyperparameter sweeps on Optuna: space, storage, trials, workers, report
+    "web": 6.5,      # `charnn serve`: the web app over apps (the Inside analysis), train and sample
     "cli": 7,
 }
 ENGINE = {"_blas", "backend", "data", "nn", "model", "sample", "eval"}

@@ -160,6 +160,18 @@ def test_analyze_figures_match(repro):
         assert table_row(section, t["label"])[3] == report.pct(t["stats"]["in_train_share"])
 
 
+def test_report_links_the_inside_view_of_the_best_model(repro):
+    from charnn.apps import inside, inside_html
+
+    out, md, html, results = repro
+    assert results["analyze"]["inside"] == report.INSIDE
+    view = inside_html.extract((out / report.INSIDE).read_text(encoding="utf-8"))
+    assert view == inside_html.extract((out / "analyze" / report.INSIDE).read_text(encoding="utf-8"))
+    assert view["schema"] == inside.SCHEMA and view["chars"] == experiments.INSIDE_CHARS
+    assert view["model"]["hidden"] == 64 and 0 < view["mean_surprise"] < 4.2      # below ln 65: it learned
+    assert f"]({report.INSIDE})" in md and f'<a href="{report.INSIDE}">' in html
+
+
 def test_single_experiment_with_a_given_checkpoint_rebuilds_the_report(repro, tmp_path):
     out, _, _, _ = repro
     ckpt = out / "overfit" / "model"

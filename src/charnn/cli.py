@@ -10,6 +10,7 @@ import math
 import os
 import shlex
 import signal
+import stat
 import sys
 import traceback
 from pathlib import Path
@@ -431,6 +432,29 @@ def _budget_checkpoint(path: Path, what: str, estimate: Callable[..., int], fix:
                           layers=cfg.layers, dtype=cfg.dtype, **kw), what, fix)
 
 
+PROMPT_FILE_MAX = 16 * 2**20   # bytes; a prompt is read whole before generation starts
+
+
+def _read_prompt_file(path: str, byte_level: bool) -> str:
+    """A prompt file's exact contents (UTF-8; a byte-level model's prompt is the file's bytes)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):    # a FIFO or device would block or never end
+            raise CLIError(f"--prompt-file {path}: not a regular file (give a text file)")
+        if info.st_size > PROMPT_FILE_MAX:
+            raise CLIError(f"--prompt-file {path}: {info.st_size:,} bytes, more than a prompt's "
+                           f"{PROMPT_FILE_MAX:,}: give a shorter file")
+        data = Path(path).read_bytes()
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"--prompt-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    if byte_level:
+        return data.decode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"--prompt-file {path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from . import sample
     from .nn import budget
@@ -442,23 +466,49 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                        "use a smaller --num-samples", streams=group)
     ckpt = checkpoint.load(path)
     cfg = ckpt.config
-    prompt = cfg.prompt if args.prompt is None else args.prompt
-    if cfg.byte_level:   # a byte-level model's symbols are bytes: the prompt stands for its UTF-8 bytes
-        prompt = prompt.encode("utf-8", "surrogateescape").decode("latin-1")
+    to_symbols = ((lambda t: t.encode("utf-8", "surrogateescape").decode("latin-1")) if cfg.byte_level
+                  else (lambda t: t))   # a byte-level model's symbols are bytes: text stands for its UTF-8 bytes
+    if args.prompt is not None and args.prompt_file is not None:
+        raise CLIError("give --prompt or --prompt-file, not both")
+    if args.prompt_file is not None:
+        prompt, prompt_flag = _read_prompt_file(args.prompt_file, cfg.byte_level), "--prompt-file"
+    else:
+        prompt, prompt_flag = to_symbols(cfg.prompt if args.prompt is None else args.prompt), "--prompt"
+    stop = [to_symbols(t) for t in args.stop]
     temperature = cfg.temperature if args.temperature is None else args.temperature
     seed = cfg.seed if args.seed is None else args.seed
     if args.top_k is not None and args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
+    top_p = 1.0 if args.top_p is None else args.top_p
+    if args.beam is not None:
+        clash = [f for f, given in (("--temperature", args.temperature is not None), ("--top-k", args.top_k is not None),
+                                    ("--top-p", args.top_p is not None), ("--greedy", args.greedy),
+                                    ("--stop", bool(stop)), ("--num-samples", args.num_samples != 1)) if given]
+        if clash:
+            raise CLIError(f"--beam finds the most likely text under the model itself: it takes no {', '.join(clash)}")
     sample.check_options(length=args.length, temperature=temperature, top_k=args.top_k or 0,
-                         num_samples=args.num_samples)
+                         num_samples=args.num_samples, top_p=top_p, stop=stop, beam=args.beam)
     if prompt == "":
         print("charnn: empty prompt: starting from the zero hidden state (first character drawn from softmax(c))",
               file=sys.stderr)
     unknown = ckpt.vocab.unknown(prompt)
     if unknown:
-        raise CLIError(f"--prompt has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
+        raise CLIError(f"{prompt_flag} has character(s) not in the model's vocabulary: "
+                       f"{', '.join(map(repr, unknown[:10]))}")
+    unknown = ckpt.vocab.unknown("".join(stop))
+    if unknown:
+        raise CLIError(f"--stop has character(s) not in the model's vocabulary: {', '.join(map(repr, unknown[:10]))}")
+    if args.beam is not None:
+        best = sample.beam_search(ckpt.model_params, ckpt.vocab, prompt, args.length, beam=args.beam)[0]
+        out = _SymbolWriter(cfg.byte_level)
+        out.write(prompt + best.text)
+        out.end()
+        print(f"log-probability: {best.logprob:.6f} nats ({best.logprob / math.log(2):.4f} bits) "
+              f"over {args.length} characters, beam {args.beam}")
+        return 0
     rng = np.random.default_rng(seed)
-    opts = dict(rng=rng, temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy)
+    opts = dict(rng=rng, temperature=temperature, top_k=args.top_k or 0, greedy=args.greedy,
+                top_p=top_p, stop=stop)
     # The samples are drawn `group` at a time; the first of each group streams as it is drawn (the
     # prompt at once, then each chunk), the others of the group are printed when it is done.
     N = args.num_samples
@@ -524,11 +574,98 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=_finite_float, default=None, metavar="TAU",
                    help="softmax temperature > 0 (default: the run's, 1.5 for the seed)")
     p.add_argument("--seed", type=_seed, default=None, metavar="S", help="sampling seed (default: the run's seed)")
+    p.add_argument("--prompt-file", default=None, metavar="FILE",
+                   help="prime with this file's exact contents (UTF-8) instead of --prompt")
     p.add_argument("--top-k", type=_whole, default=None, metavar="K", help="sample only among the K most likely characters")
+    p.add_argument("--top-p", type=_finite_float, default=None, metavar="P",
+                   help="nucleus sampling: only among the most likely characters whose probabilities add up to P, "
+                        "in (0, 1] (after --top-k) [1 = off]")
+    p.add_argument("--stop", action="append", default=[], metavar="STR",
+                   help="end right after the first occurrence of STR in the generated text, which is printed "
+                        "(repeatable: the earliest to complete wins)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely character (argmax)")
+    p.add_argument("--beam", type=_whole, default=None, metavar="K",
+                   help="beam search of width K: print the most likely continuation of --length characters it "
+                        "finds, then its log-probability under the model (temperature 1)")
     p.add_argument("--num-samples", type=_whole, default=1, metavar="N",
                    help="independent samples, drawn in batches of up to 64 (fewer for long samples) [1]")
     p.set_defaults(func=_cmd_sample)
+
+
+def _parse_unit(spec: str, names: Sequence[str], hidden: int) -> dict[str, Any]:
+    """'L0.h:12' -> {"name": "L0.h", "unit": 12}, checked against the model's state kinds."""
+    name, sep, j = spec.rpartition(":")
+    if not sep or name not in names or not j.isdigit() or int(j) >= hidden:
+        raise CLIError(f"--unit must be KIND:J with KIND one of {', '.join(names)} and J in [0, {hidden}), "
+                       f"got {spec!r}")
+    return {"name": name, "unit": int(j)}
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from . import model
+    from .apps import inside, inside_html
+    from .data import read_corpus
+
+    for flag, v in (("--length", args.length), ("--max-chars", args.max_chars)):
+        if v < 1:
+            raise CLIError(f"{flag} must be >= 1, got {v}")
+    if args.start < 0:
+        raise CLIError(f"--start must be >= 0, got {args.start}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CLIError(f"--out {out}: the folder {out.parent} does not exist")
+    ckpt = _load_checkpoint(args.run)
+    cfg = ckpt.config
+    params = ckpt.model_params
+    spec = model.describe(params)
+    initial = _parse_unit(args.unit, model.internal_names(params), spec.hidden_size) if args.unit else None
+    if args.text is not None:
+        text = read_corpus(args.text, encoding=cfg.encoding, byte_level=cfg.byte_level)
+        what = str(args.text)
+    else:
+        text = inside.validation_text(ckpt, args.length, args.start)
+        what = f"{len(text):,} characters of the validation split from {args.start:,}"
+    try:
+        data = inside.analyze(params, ckpt.vocab, text, max_chars=args.max_chars)
+    except inside.InsideError as exc:
+        raise CLIError(f"{what}: {exc}") from None
+    if initial:
+        data["initial"] = initial
+    data["source"] = what
+    inside_html.write(out, data, title=f"charnn inspect: {Path(args.run).name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(data), encoding="utf-8")
+    best = [u for u in data["units"] if u["score"] is not None]
+    best.sort(key=lambda u: -u["score"])
+    print(f"{what}: {data['chars']:,} characters, mean surprise {data['mean_surprise']:.4f} nats/char")
+    for u in best[:5]:
+        print(f"  {u['description']}: {u['name']} unit {u['unit']} (r = {u['r']:+.3f})")
+    print(f"inside view: {out}")
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    from .apps.inside import DEFAULT_SLICE, MAX_CHARS
+
+    p = sub.add_parser("inspect", help="write the Inside view of a model reading a text as one HTML file",
+                       description="Read a text with a trained model and write one self-contained HTML file: the "
+                                   "text coloured by any unit's activation (every layer's h, the LSTM's cell and "
+                                   "gates, the GRU's gates) or by its surprise, the units that track features of "
+                                   "the text best (|Pearson r|), and each layer's gate saturation. Without --text, a "
+                                   "slice of the run's validation split.")
+    p.add_argument("run", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--text", default=None, metavar="FILE", help="the text to read (default: the validation split)")
+    p.add_argument("--start", type=_whole, default=0, metavar="N",
+                   help="without --text: first character of the validation slice [0]")
+    p.add_argument("--length", type=_whole, default=DEFAULT_SLICE, metavar="N",
+                   help=f"without --text: characters of the validation slice [{DEFAULT_SLICE}]")
+    p.add_argument("--out", default="inside.html", metavar="FILE", help="the HTML file to write [inside.html]")
+    p.add_argument("--unit", default=None, metavar="KIND:J",
+                   help="the unit shown first, e.g. L0.h:12 or L1.c:3 (default: L0.h:0)")
+    p.add_argument("--max-chars", type=_whole, default=MAX_CHARS, metavar="N",
+                   help=f"characters drawn in the view (statistics use the whole text) [{MAX_CHARS}]")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the analysis as JSON (charnn.inside/1)")
+    p.set_defaults(func=_cmd_inspect)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -626,6 +763,52 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_info)
+
+
+# --------------------------------------------------------------------------------------------
+# serve (the web app)
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
+    import uvicorn
+
+    from .web.app import create_app
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise CLIError(f"not found: {missing[0]} (give run folders, checkpoints or folders of runs)")
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be in 0..65535, got {args.port}")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:   # bound here, so a taken port is one line and --port 0 prints the port it got
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise CLIError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    port = sock.getsockname()[1]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"charnn: warning: serving on {args.host}: other machines can reach it", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    server = uvicorn.Server(uvicorn.Config(create_app(args.paths), log_level="warning", access_log=False))
+    print(f"charnn serve: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="a local web app: write with a model, look inside it, watch runs train",
+                       description="Serve three pages (Write, Inside, Train) and their JSON API (/openapi.json) "
+                                   "over the given run folders, checkpoints and folders of run folders (a run "
+                                   "started under one later appears while it trains). Only these are served; "
+                                   "models are named by id, never by path.")
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback is reachable "
+                   "from other machines [127.0.0.1]")
+    p.add_argument("--port", type=_whole, default=8000, metavar="N", help="TCP port; 0 = any free one [8000]")
+    p.set_defaults(func=_cmd_serve)
 
 
 # --------------------------------------------------------------------------------------------
@@ -863,7 +1046,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train, _add_sample, _add_eval, _add_info, _add_gradcheck,
+    _add_train, _add_sample, _add_eval, _add_info, _add_inspect, _add_gradcheck, _add_serve,
     _add_experiment, _add_reproduce, _add_gradflow, _add_sweep, _add_sweep_report]
 
 

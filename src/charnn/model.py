@@ -24,7 +24,8 @@ cells' equations are in `charnn.nn.cells` and docs/cells.md); a parameter set sa
     network     forward and backward over layers (the one path every network runs)
     fast_rnn    the seed's model trained faster, the same numbers (chosen in `loss_and_grads` only)
     reader      a long text read with the state carried: logits and internals, chunk by chunk
-    generate    the generation loop (compiled, streamed in chunks)
+    generate    the generation loop (compiled, streamed in chunks; temperature, top-k, top-p)
+    beam        beam search for the most likely continuation
     masks       dropout and weight-drop masks
 """
 from __future__ import annotations
@@ -35,7 +36,8 @@ import numpy as np
 
 from .backend import fused_loss_and_grads, xp_of
 from .nn import fast_rnn, network, parallel
-from .nn.generate import Generation, draw, draw_with, generate, step  # noqa: F401 - the model's API
+from .nn.beam import beam_search  # noqa: F401 - the model's API
+from .nn.generate import Generation, draw, draw_with, filtered_logits, generate, step  # noqa: F401
 from .nn.masks import drop_weights, dropout_masks, mask_grads, weight_drop_masks  # noqa: F401
 from .nn.network import Cache, backward, forward  # noqa: F401
 from .nn.params import (CELLS, SEED_NAMES, Spec, cell_of, describe, dims, embed_size, external_state,  # noqa: F401
@@ -118,5 +120,5 @@ def loss_grads_dh0(params: Mapping[str, Any], inputs: Any, targets: Any, h0: Any
 
 __all__ = ["CELLS", "PARAM_NAMES", "Spec", "describe", "dims", "init_params", "init_state", "param_shapes",
            "forward", "backward", "Cache", "loss_and_grads", "loss_grads_dh0", "step", "read", "evaluate",
-           "generate", "Generation", "draw", "draw_with", "dropout_masks", "weight_drop_masks",
+           "generate", "Generation", "draw", "draw_with", "filtered_logits", "beam_search", "dropout_masks", "weight_drop_masks",
            "internal_names", "Chunk"]

@@ -1,7 +1,14 @@
 """The one generation loop: read the last character, draw the next from softmax(o / τ), repeat.
 
     state ← cell(U x + b, state; W) through every layer,   o = V h^{L−1} + c
-    next ~ softmax(o / temperature)  (restricted to the top_k largest when top_k > 0; argmax when greedy)
+    next ~ softmax(o / temperature)  (restricted to the top_k largest when top_k > 0, then to the
+                                      nucleus of mass top_p when top_p < 1; argmax when greedy)
+
+The nucleus (top-p, Holtzman et al. 2020): with p = softmax(z) sorted descending, p_(1) ≥ p_(2) ≥ …,
+m is the smallest count with p_(1) + … + p_(m) ≥ top_p, and every id with p ≥ p_(m) is kept (ties at
+the boundary stay in, as top-k keeps ties with its k-th value); the draw renormalises over the kept
+ids. `nucleus_mask` is that rule in NumPy; the compiled loop performs the same additions in the same
+order (descending, in float64), so both keep the same ids.
 
 Each draw is an inverse-CDF lookup of one uniform number per stream and step: the uniforms of a
 chunk of m steps are rng.random((m, B)), so the same rng seed gives the same text however the
@@ -41,23 +48,46 @@ def step(params: Mapping[str, Any], state: Any, x: Any) -> tuple[Any, Any]:
 
 
 def draw(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0, top_k: int = 0,
-         greedy: bool = False) -> np.ndarray:
-    """Next ids (B,) from logits (B, K): argmax, or an inverse-CDF draw from softmax(logits / τ) (top-k)."""
+         top_p: float = 1.0, greedy: bool = False) -> np.ndarray:
+    """Next ids (B,) from logits (B, K): argmax, or an inverse-CDF draw from softmax(logits / τ) (top-k, top-p)."""
     if greedy:
         return logits.argmax(axis=1)
-    return draw_with(logits, rng.random(logits.shape[0]), temperature=temperature, top_k=top_k)
+    return draw_with(logits, rng.random(logits.shape[0]), temperature=temperature, top_k=top_k, top_p=top_p)
 
 
-def draw_with(logits: np.ndarray, u: np.ndarray | None, *, temperature: float = 1.0, top_k: int = 0,
-              greedy: bool = False) -> np.ndarray:
-    """`draw` with the uniforms u (B,) in [0, 1) given: the id whose CDF interval holds u."""
-    if greedy:
-        return logits.argmax(axis=1)
-    z = logits / temperature
+def nucleus_mask(e: np.ndarray, top_p: float) -> np.ndarray:
+    """Which ids (B, V) the nucleus of mass top_p keeps, from unnormalised probabilities e (B, V) ≥ 0.
+
+        s = e sorted descending,  S_j = s_1 + … + s_j (added in that order),
+        m = min { j : S_j ≥ top_p · S_V },  keep e ≥ s_m
+    """
+    s = np.sort(e, axis=1)[:, ::-1]
+    cs = np.cumsum(s, axis=1)
+    m = (cs < top_p * cs[:, -1:]).sum(axis=1)
+    m = np.minimum(m, e.shape[1] - 1)
+    return e >= s[np.arange(e.shape[0]), m][:, None]
+
+
+def filtered_logits(logits: np.ndarray, *, temperature: float = 1.0, top_k: int = 0,
+                    top_p: float = 1.0) -> np.ndarray:
+    """z = logits / T with every id outside the top-k and then outside the top-p nucleus set to −inf,
+    shifted so that max z = 0 (float64, (B, V)): softmax(z) is the distribution `draw_with` draws from."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
     if 0 < top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z >= kth, z, -np.inf)
-    z -= z.max(axis=1, keepdims=True)
+    z = z - z.max(axis=1, keepdims=True)
+    if top_p < 1.0:
+        z = np.where(nucleus_mask(np.exp(z), top_p), z, -np.inf)
+    return z
+
+
+def draw_with(logits: np.ndarray, u: np.ndarray | None, *, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, greedy: bool = False) -> np.ndarray:
+    """`draw` with the uniforms u (B,) in [0, 1) given: the id whose CDF interval holds u."""
+    if greedy:
+        return logits.argmax(axis=1)
+    z = filtered_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
     cdf = np.cumsum(np.exp(z), axis=1)
     thr = u * cdf[:, -1]
     return np.minimum((cdf < thr[:, None]).sum(axis=1), z.shape[1] - 1)
@@ -93,9 +123,10 @@ class Generation:
     """
 
     def __init__(self, params: Mapping[str, Any], state: Any, x: Any, n: int, *, rng: np.random.Generator,
-                 temperature: float = 1.0, top_k: int = 0, greedy: bool = False, first_chunk: int = FIRST_CHUNK):
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, greedy: bool = False,
+                 first_chunk: int = FIRST_CHUNK):
         self.params, self.n, self.rng = params, n, rng
-        self.opts = dict(temperature=temperature, top_k=top_k, greedy=greedy)
+        self.opts = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
         self.xp = xp_of(params["V"])
         self.like = state                                   # the caller's layout of the state
         s = internal_state(params, state, 1 if x is None else len(x))
@@ -160,15 +191,16 @@ class Generation:
 
 
 def generate(params: Mapping[str, Any], state: Any, x: Any, n: int, *, rng: np.random.Generator,
-             temperature: float = 1.0, top_k: int = 0, greedy: bool = False) -> tuple[np.ndarray, Any]:
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             greedy: bool = False) -> tuple[np.ndarray, Any]:
     """Generate n characters for each of B streams: (ids (B, n), final state).
 
     state: None (zeros, B = 1 or len(x)) or a state in the params' layout; x: (B,) ids of the last
     prompt character, or None to draw the first character from the state alone. The final state
     is the state before reading ids[:, -1].
     """
-    g = Generation(params, state, x, n, rng=rng, temperature=temperature, top_k=top_k, greedy=greedy,
-                   first_chunk=max(1, n))
+    g = Generation(params, state, x, n, rng=rng, temperature=temperature, top_k=top_k, top_p=top_p,
+                   greedy=greedy, first_chunk=max(1, n))
     parts = list(g)
     B = g.s.shape[2]
     ids = np.concatenate(parts, axis=1) if parts else np.empty((B, 0), dtype=np.int64)

@@ -56,7 +56,7 @@ def available() -> bool:
 def _generate_py(cell: int, Wl: np.ndarray, U0b: np.ndarray, Uup: np.ndarray, bup: np.ndarray,
                  bn: np.ndarray, Rtop: np.ndarray, c: np.ndarray, state: np.ndarray, x: np.ndarray,
                  has_x: bool, u: np.ndarray, temperature: float, top_k: int, greedy: bool,
-                 out: np.ndarray) -> None:
+                 out: np.ndarray, top_p: float = 1.0) -> None:
     """n generation steps for B streams of any cell and layer count; state updated in place.
 
     cell 0 = RNN, 1 = LSTM, 2 = GRU. Wl (L, G·H, H): each layer's W (the top one also sits in
@@ -69,7 +69,8 @@ def _generate_py(cell: int, Wl: np.ndarray, U0b: np.ndarray, Uup: np.ndarray, bu
           RNN   h = tanh(a + q)
           LSTM  i, f, o = σ(a + q) blocks, g = tanh(a_g + q_g), c = f c + i g, h = o tanh(c)
           GRU   r, z = σ(a + q) blocks, n = tanh(a_n + r (q_n + b_hn)), h = n + z (h − n)
-        o = V h^{L−1} + c,  z = o / temperature (top_k: all but the k largest set to −inf)
+        o = V h^{L−1} + c,  z = o / temperature (top_k: all but the k largest set to −inf;
+        top_p < 1: then all outside the nucleus, the rule of `charnn.nn.generate.nucleus_mask`)
 
     and the next id is the first with cdf ≥ u · cdf[V−1] (cdf = cumsum exp(z − max z)), or
     argmax o when greedy; σ(s) = ½ + ½ tanh(s/2) as in `charnn.nn.cells`. The first step reads
@@ -85,6 +86,7 @@ def _generate_py(cell: int, Wl: np.ndarray, U0b: np.ndarray, Uup: np.ndarray, bu
     a = np.empty(GH, dtype=state.dtype)
     q = np.empty(GH, dtype=state.dtype)
     z = np.empty(Vs, dtype=np.float64)
+    e = np.empty(Vs, dtype=np.float64)
     for s in range(B):
         xs = x[s]
         _matvec(Rtop, state[L - 1, 0, s], r)
@@ -142,6 +144,24 @@ def _generate_py(cell: int, Wl: np.ndarray, U0b: np.ndarray, Uup: np.ndarray, bu
                 for v in range(1, Vs):
                     if z[v] > m:
                         m = z[v]
+                if top_p < 1.0:                              # the nucleus: same additions as NumPy's
+                    for v in range(Vs):
+                        e[v] = np.exp(z[v] - m)
+                    srt = np.sort(e)
+                    tot = 0.0
+                    for j in range(Vs - 1, -1, -1):
+                        tot += srt[j]
+                    thr = top_p * tot
+                    acc = 0.0
+                    cut = srt[0]
+                    for j in range(Vs - 1, -1, -1):
+                        acc += srt[j]
+                        if not acc < thr:
+                            cut = srt[j]
+                            break
+                    for v in range(Vs):
+                        if e[v] < cut:
+                            z[v] = -np.inf
                 tot = 0.0
                 for v in range(Vs):
                     tot += np.exp(z[v] - m)
@@ -273,7 +293,7 @@ def _warm_generate(dtype: Any) -> None:
     one = lambda *shape: np.zeros(shape, dt)  # noqa: E731
     packed = (0, one(1, 1, 1), one(1, 1), one(1, 1, 1), one(1, 1), one(1, 1), one(2, 1), one(1))
     _kernel("generate")(*packed, one(1, 1, 1, 1), np.zeros(1, np.int64), True, np.zeros((1, 1)), 1.0, 0, False,
-                        np.zeros((1, 1), np.int64))
+                        np.zeros((1, 1), np.int64), 1.0)
 
 
 def preload_generate(dtype: Any) -> None:
@@ -296,7 +316,7 @@ def wait_generate(dtype: Any) -> bool:
 
 
 def generate(packed: tuple, state: np.ndarray, x: np.ndarray | None, u: np.ndarray | None, n: int, *,
-             temperature: float, top_k: int, greedy: bool) -> np.ndarray:
+             temperature: float, top_k: int, greedy: bool, top_p: float = 1.0) -> np.ndarray:
     """Compiled sampling loop (see `_generate_py`); returns ids (B, n) and updates state in place.
 
     Call only when `available()`. packed: `charnn.nn.generate.pack` of the parameters;
@@ -306,5 +326,6 @@ def generate(packed: tuple, state: np.ndarray, x: np.ndarray | None, u: np.ndarr
     out = np.empty((B, n), dtype=np.int64)
     xs = np.zeros(B, dtype=np.int64) if x is None else np.ascontiguousarray(x, dtype=np.int64)
     uu = np.zeros((n, B)) if u is None else np.ascontiguousarray(u, dtype=np.float64)
-    _kernel("generate")(*packed, state, xs, x is not None, uu, float(temperature), int(top_k), bool(greedy), out)
+    _kernel("generate")(*packed, state, xs, x is not None, uu, float(temperature), int(top_k), bool(greedy), out,
+                        float(top_p))
     return out

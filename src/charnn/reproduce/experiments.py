@@ -36,7 +36,9 @@ from tqdm.auto import tqdm
 
 from . import textstats
 from .. import model, train
+from ..apps import inside, inside_html
 from ..data import Batches, DataError, load_text, split_sizes
+from ..data.vocab import VocabError
 from ..data.corpus import Corpus
 from ..sample import generate_text
 from ..train import checkpoint
@@ -734,6 +736,9 @@ def temperature(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict
     return res
 
 
+INSIDE_CHARS = 2000   # characters of the validation text the analyze experiment's Inside view reads
+
+
 def analyze(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict[str, Any]:
     """The best model's long sample vs slices of the training and validation text."""
     s = ctx.settings
@@ -788,8 +793,16 @@ def analyze(ctx: Context, out: Path, ckpt: str | Path | None = None) -> dict[str
     claims.append(claim("The model adds quotes around speech (and ? ! inside them)",
                         "double quotes in the sample and whether they pair up", measured, v,
                         quotes=q_gen))
+    ctx.stage("analyze: inside view")
+    inside_file = None
+    try:   # the Inside view of the model reading the validation text (charnn inspect's page)
+        view = inside.analyze(c.model_params, c.vocab, val_slice[:INSIDE_CHARS])
+        view["source"] = f"the first {view['chars']:,} characters of the validation text"
+        inside_file = inside_html.write(exp / "inside.html", view, title=f"Inside the best model ({note})").name
+    except (VocabError, inside.InsideError):   # a given checkpoint of another corpus, or no validation text
+        pass
     res = {
-        "experiment": "analyze", "checkpoint_note": note, "best_val_loss": best_val,
+        "experiment": "analyze", "checkpoint_note": note, "best_val_loss": best_val, "inside": inside_file,
         "settings": {**checkpoint_model(c), "prompt": ctx.prompt, "sample_length": s.analyze_length, "temperature": s.analyze_temperature,
                      "seed": s.seed},
         "prompt": ctx.prompt, "sample_length": s.analyze_length, "temperature": s.analyze_temperature,

@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -40,6 +41,7 @@ TITLES = {
     "analyze": "5. Analysis of the best model's text",
 }
 UNIT = "nats/char"
+INSIDE = "inside.html"   # the Inside view of the analyze experiment's model, copied next to the report
 SHOW_CHARS = 1500   # characters of each sample printed in the report (statistics use the whole sample)
 
 
@@ -277,6 +279,10 @@ class Doc:
     def pre(self, text: str) -> None:
         self.blocks.append(("pre", text))
 
+    def link(self, href: str, text: str) -> None:
+        """A paragraph that is one link to a file next to the report."""
+        self.blocks.append(("a", (href, text)))
+
     def to_markdown(self) -> str:
         out = []
         for kind, v in self.blocks:
@@ -292,6 +298,8 @@ class Doc:
                                       *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]))
             elif kind == "img":
                 out.append(f"![{v[1]}]({v[0].name})")
+            elif kind == "a":
+                out.append(f"[{v[1]}]({v[0]})")
             elif kind == "pre":
                 fence = "````" if "```" in v else "```"
                 out.append(f"{fence}text\n{v}\n{fence}")
@@ -316,6 +324,8 @@ class Doc:
                 data = base64.b64encode(v[0].read_bytes()).decode("ascii")
                 body.append(f'<figure><img alt="{e(v[1])}" src="data:image/png;base64,{data}">'
                             f"<figcaption>{e(v[1])}</figcaption></figure>")
+            elif kind == "a":
+                body.append(f'<p><a href="{e(v[0])}">{e(v[1])}</a></p>')
             elif kind == "pre":
                 body.append(f"<pre>{e(v)}</pre>")
         css = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
@@ -505,6 +515,11 @@ def build(out_dir: str | Path, *, title: str = "charnn: reproducing the seed's e
         if name in plots:
             doc.image(plots[name], f"{TITLES[name]} ({PLOTS[name]})")
         SECTION_WRITERS[name](doc, r)
+        if name == "analyze" and r.get("inside") and (out_dir / name / r["inside"]).exists():
+            shutil.copyfile(out_dir / name / r["inside"], out_dir / INSIDE)   # next to report.html
+            doc.link(INSIDE, "The Inside view of this model reading the validation text: every unit's "
+                             "activation, the surprise per character, the units that track features of the "
+                             f"text and the gate saturation ({INSIDE})")
         if r.get("claims"):
             doc.table(["claim (seed)", "measured", "verdict"],
                       [[c["claim"], c["measured"], f"**{c['verdict']}**"] for c in r["claims"]])
