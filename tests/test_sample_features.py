@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
 
-from charnn import model, sample
+from charnn import cli, model, sample
 from charnn.data.vocab import Vocab
 from charnn.nn import generate as gen
 from charnn.nn import kernels
@@ -287,3 +288,13 @@ def test_cli_beam_prints_the_best_continuation_and_its_log_probability(run):
 ])
 def test_cli_bad_sampling_options(run, flags, needle):
     assert_user_error(charnn("sample", run, "--length", "10", *flags), needle)
+
+
+def test_cli_prompt_file_must_be_a_regular_file_of_prompt_size(run, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)                              # reading it would block for ever
+    assert_user_error(charnn("sample", run, "--length", "10", "--prompt-file", fifo), "not a regular file")
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as f:
+        f.truncate(cli.PROMPT_FILE_MAX + 1)      # sparse: no disk used
+    assert_user_error(charnn("sample", run, "--length", "10", "--prompt-file", big), "shorter file")
