@@ -252,7 +252,7 @@ def fold_into(th: dict[str, np.ndarray], cell: str, layers: int, *, embed: bool,
     return out
 
 
-ALIASES = {"recipe": "native"}      # the recipe this benchmark found (benchmarks/LEARN_NOTES.md)
+ALIASES = {"recipe": "native"}      # the recipe this benchmark found (BENCHMARKS.md, "Learning per step")
 
 
 def parse_recipe(recipe: str, H: int, E: int) -> tuple[str, dict]:
