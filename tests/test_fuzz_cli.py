@@ -10,8 +10,8 @@ under an address-space cap and a time limit; stdout is read up to a bound and th
 reader that goes away, as `| head` does).
 
 Runs that would legitimately take long are kept short by fixed flags before the fuzzed ones (a
-tiny model on a tiny corpus) and a step cap after them; `experiment` and `reproduce` (minutes when
-valid) are only fuzzed with one value that must be refused.
+tiny model on a tiny corpus) and a step cap after them; `experiment`, `reproduce`, `sweep` (minutes
+when valid) and `serve` (runs until stopped) are only fuzzed with one value that must be refused.
 
     CHARNN_FUZZ_EXAMPLES=N      generated cases per run [25], after the known ones
     CHARNN_FUZZ_TIME=S          seconds before a case counts as a hang [60]
@@ -120,6 +120,11 @@ def good_values(command: str, action: argparse.Action) -> list[Any]:
     return TEXT
 
 
+# Commands that, given valid values, run for minutes (the experiments, a sweep) or until stopped (the
+# web server): fuzzed only with one value among the others that must be refused.
+LONG = ("experiment", "reproduce", "sweep", "serve")
+
+
 def bad_values(command: str, action: argparse.Action) -> list[Any]:
     """Values that must be refused whatever else is given (so that a slow command stops at once)."""
     if is_path(action):
@@ -171,7 +176,7 @@ def argv(draw: Any) -> list[Any]:
     chosen = draw(st.lists(st.sampled_from(opts), max_size=4, unique_by=lambda a: a.dest))
     for a in chosen:
         args += flag_and_value(command, a, draw)
-    if command in ("experiment", "reproduce"):    # valid, these run for minutes: one value must be refused
+    if command in LONG:                           # valid, these run for minutes or serve: one value must be refused
         refusable = [a for a in [*positionals, *opts] if bad_values(command, a)]
         a = draw(st.sampled_from(refusable))
         bad = draw(st.sampled_from(bad_values(command, a)))
@@ -370,7 +375,7 @@ def test_the_fuzzer_reaches_every_command_and_option():
         assert opts, name
         for a in [*positionals, *opts]:
             assert a.nargs == 0 or good_values(name, a), (name, a.dest)
-        if name in ("experiment", "reproduce"):
+        if name in LONG:
             assert [a for a in [*positionals, *opts] if bad_values(name, a)], name
     train_opts = {a.dest for a in options(cmds["train"])[1]}
     assert {"data", "hidden_size", "resume", "out", "config", "seed"} <= train_opts

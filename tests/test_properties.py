@@ -140,7 +140,7 @@ configs = st.fixed_dictionaries({
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=configs, alphabet=st.text(min_size=1, max_size=30).filter(lambda s: "\x00" not in s),
+@given(values=configs, alphabet=st.text(min_size=2, max_size=30).filter(lambda s: "\x00" not in s and len(set(s)) >= 2),  # one character: refused
        text_seed=st.integers(0, 2**32 - 1))
 def test_random_valid_configs_train_a_few_steps(folder, values, alphabet, text_seed):
     cfg = Config.from_dict(values)

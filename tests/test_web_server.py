@@ -3,6 +3,7 @@ away, and the command line's refusals."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -89,6 +90,16 @@ def serve_refusal(*args) -> Result:
 
 def test_serve_refuses_a_missing_path(tmp_path):
     assert_user_error(serve_refusal(tmp_path / "nope"), "not found", "nope")
+
+
+def test_serve_refuses_a_file_that_is_not_a_checkpoint_and_a_fifo(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n" * 100)
+    r = serve_refusal(text)
+    assert r.rc == 2 and "notes.txt" in r.err and "Traceback" not in r.err, r.err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_user_error(serve_refusal(fifo), "not a folder or a checkpoint file")
 
 
 def test_serve_refuses_a_port_out_of_range(root):

@@ -775,9 +775,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from .web.app import create_app
 
-    missing = [p for p in args.paths if not Path(p).exists()]
-    if missing:
-        raise CLIError(f"not found: {missing[0]} (give run folders, checkpoints or folders of runs)")
+    from .train import checkpoint
+
+    for p in args.paths:   # each must be a folder (of runs, or a run) or a checkpoint, checked before serving
+        try:
+            info = os.stat(p)
+        except FileNotFoundError:
+            raise CLIError(f"not found: {p} (give run folders, checkpoints or folders of runs)") from None
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"{p}: {getattr(exc, 'strerror', None) or exc} (give run folders, checkpoints or "
+                           f"folders of runs)") from None
+        if stat.S_ISREG(info.st_mode):
+            checkpoint.peek(Path(p))          # a damaged or foreign file: CheckpointError, one line
+        elif not stat.S_ISDIR(info.st_mode):
+            raise CLIError(f"{p}: not a folder or a checkpoint file (give run folders, checkpoints or folders of runs)")
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be in 0..65535, got {args.port}")
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

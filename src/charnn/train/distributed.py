@@ -23,8 +23,8 @@ more than one rank; otherwise `world()` is a single process and mpi4py is never 
 """
 from __future__ import annotations
 
+import copy
 import os
-import pickle
 import signal
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -174,9 +174,10 @@ class MPIWorld(World):
 
 
 def _portable(exc: BaseException) -> BaseException:
-    """`exc` if it survives pickling (to be raised on another rank), else a RuntimeError with its message."""
+    """`exc` if it can be rebuilt from its reduction (what mpi4py's object messages, between the ranks
+    of one job, send), else a RuntimeError with its message. No file is ever read that way."""
     try:
-        pickle.loads(pickle.dumps(exc))
+        copy.deepcopy(exc)
         return exc
     except Exception:
         return RuntimeError(str(exc))
