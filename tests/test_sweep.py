@@ -5,6 +5,7 @@ Tiny models (8 hidden units, 15 steps) on 6k characters: a trial takes about a s
 from __future__ import annotations
 
 import itertools
+import os
 import json
 import signal
 import socket
@@ -239,3 +240,18 @@ def test_sigterm_fails_the_workers_trial_cleanly_and_the_other_worker_goes_on(tm
     step = int(t0.user_attrs["fail_reason"].rsplit(" ", 1)[1])
     assert checkpoint.load(sw / "trial-0000" / "checkpoints" / train.LAST).step == step   # saved on the way out
     assert json.loads((sw / "trial-0000" / "trial.json").read_text())["state"] == "FAIL"
+
+
+def test_a_space_file_that_is_a_fifo_or_huge_is_refused_before_it_is_read(tmp_path):
+    from charnn.sweep.space import SpaceError, load_space
+    from charnn.train.config import MAX_TOML_BYTES
+
+    fifo = tmp_path / "space.toml"
+    os.mkfifo(fifo)                               # reading it would block for ever
+    with pytest.raises(SpaceError, match="not a regular file"):
+        load_space(fifo, {})
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as f:
+        f.truncate(MAX_TOML_BYTES + 1)            # sparse: no disk used
+    with pytest.raises(SpaceError, match="too big"):
+        load_space(big, {})

@@ -14,7 +14,6 @@ import stat
 import sys
 import traceback
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -268,28 +267,10 @@ def _add_train_flag(p: argparse.ArgumentParser, flag: str, field: str, typ: Call
     p.add_argument(flag, dest=field, type=typ, default=None, metavar=metavar, help=help_)
 
 
-MAX_CONFIG_BYTES = 1 << 20     # a config file is a few hundred bytes
-
-
 def _load_toml(path: str) -> dict[str, Any]:
-    import tomllib
+    from .train.config import read_toml
 
-    try:
-        st = os.stat(path)      # before opening: a FIFO would block, /dev/zero never ends
-        if not S_ISREG(st.st_mode):
-            raise CLIError(f"config file {path} is not a regular file: give a TOML file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise CLIError(f"config file {path} is {st.st_size:,} bytes, too big for a TOML config "
-                           f"(at most {MAX_CONFIG_BYTES:,}): give the run's TOML file")
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise CLIError(f"config file not found: {path}") from None
-    except OSError as exc:
-        raise CLIError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CLIError(f"config file {path} is not valid TOML: {exc}") from None
-    return {k.replace("-", "_"): v for k, v in raw.items()}
+    return {k.replace("-", "_"): v for k, v in read_toml(path, "config file", CLIError).items()}
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:

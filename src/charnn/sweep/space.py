@@ -23,12 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..train.config import Config, ConfigError
-
-try:
-    import tomllib
-except ModuleNotFoundError:      # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from ..train.config import Config, ConfigError, read_toml
 
 RANGE_KEYS = frozenset({"low", "high", "log", "step"})
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(Config)}
@@ -69,15 +64,7 @@ class Dimension:
 
 def load_space(path: str | Path, base: Mapping[str, Any]) -> list[Dimension]:
     """Read and check a space file against the base configuration `base` (a Config dict)."""
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise SpaceError(f"space file not found: {path}") from None
-    except OSError as exc:
-        raise SpaceError(f"cannot read space file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpaceError(f"space file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "space file", SpaceError)
     return parse_space(raw, base, where=str(path))
 
 

@@ -11,6 +11,8 @@ import codecs
 import dataclasses
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -260,3 +262,32 @@ def _validate_cells(cfg: Config) -> None:
         raise ConfigError(f"lr-decay-after must be >= 0 epochs, got {cfg.lr_decay_after!r}")
     if not (math.isfinite(cfg.min_lr) and 0.0 <= cfg.min_lr <= cfg.lr):
         raise ConfigError(f"min-lr must be between 0 and lr ({cfg.lr!r}), got {cfg.min_lr!r}")
+
+
+MAX_TOML_BYTES = 1 << 20     # a config or space file is a few hundred bytes
+
+
+def read_toml(path: str | os.PathLike, what: str, error: type[Exception]) -> dict[str, Any]:
+    """The TOML file at `path` as a dict; every failure is `error` with one line naming `what`
+    ("config file", "space file") and the path. The file must be regular and small: a FIFO would
+    block and /dev/zero never ends, so both are refused before the file is opened."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:      # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{what} {path} is not a regular file: give a TOML file")
+        if st.st_size > MAX_TOML_BYTES:
+            raise error(f"{what} {path} is {st.st_size:,} bytes, too big for a TOML {what} "
+                        f"(at most {MAX_TOML_BYTES:,}): give a TOML file")
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is not valid TOML: {exc}") from None

@@ -731,7 +731,7 @@ def resume(run_dir: str | Path, changes: Mapping[str, Any] | None = None, *, tex
             raise ResumeError(f"run folder not found: {run_dir}")
         if not path.is_file():
             raise ResumeError(f"{run_dir} has no checkpoint to resume from (expected {path})")
-        runlock.ensure_free(run_dir)              # a second session on a folder still training is refused
+        runlock.ensure_free(run_dir)              # a folder another process is training is refused
         return checkpoint.load(path)
     start = world.on_root(load)
     cfg = start.config
