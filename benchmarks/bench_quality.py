@@ -2,13 +2,16 @@
 
 Runs, one after the other on the same machine, each for the same training wall-clock budget:
 
-  charnn        `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`)
+  charnn        `charnn train --config configs/best-cpu.toml` (the real trainer, through `charnn.train.train`),
+                its width chosen from the budget as `charnn train` chooses it (min_steps, charnn.train.sizing),
+                the seconds spent timing counted as training time
   pytorch-lstm  what a good PyTorch user writes: nn.Embedding + nn.LSTM 2×512 + nn.Linear, the training
                 text cut into B=64 contiguous streams read T=100 characters at a time with the state
                 carried (truncated BPTT, as charnn trains), dropout between the layers and before the
                 output layer, Adam 2e-3 with a 100-step warm-up and a cosine decay over the time budget,
                 global-norm clipping at 5, all cores
-  pytorch-gru   the same at the preset's size and cell (nn.GRU 2×1024 for configs/best-cpu.toml)
+  pytorch-gru   the same at the preset's size and cell as chosen for the budget (nn.GRU 2×H; --preset-hidden
+                pins H to an earlier charnn run's choice)
   rnn           charnn's vanilla (seed) RNN cell, H=512, B=32, Adam 2e-3 cosine
 
 Splits (as the preset's): train | validation 5% | test 10%, contiguous, the test split the end of the
@@ -57,7 +60,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from charnn import model, train  # noqa: E402
 from charnn.data.corpus import Corpus  # noqa: E402
-from charnn.train import checkpoint  # noqa: E402
+from charnn.train import checkpoint, sizing  # noqa: E402
 from charnn.train.config import Config  # noqa: E402
 
 STREAMS, BURN_IN = 32, 500
@@ -154,15 +157,19 @@ def steps_per_s(cfg: Config, corpus: Corpus, n: int = 3) -> float:
     return 1.0 / float(np.median(times[1:])) if len(times) > 1 else 1.0
 
 
-def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path, evals: int) -> dict:
+def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path, evals: int,
+               spent_s: float = 0.0) -> dict:
+    """spent_s: seconds already spent on the run's behalf (timing its width, charnn.train.sizing):
+    they count as training time, as they do when `charnn train` chooses the width itself."""
     own = corpus                  # the corpus under the model's vocabulary (a fine-tuned model's: its source's)
     if cfg.init_from:
         from charnn.train import finetune
         own = finetune.prepare(cfg, corpus)[0]
     rate = steps_per_s(cfg, own)  # on a fresh model of the same size
-    cfg = charnn_config(cfg, minutes, evals, rate)
+    cfg = charnn_config(cfg, minutes - spent_s / 60, evals, rate)
     _, _, test_ids = splits(own)
     clock = Clock(minutes * 60, out / name / "checkpoints" / "best.safetensors", test_ids)
+    clock.train_s = spent_s
     print(f"[{name}] {rate:.2f} steps/s ({rate * cfg.batch_size * cfg.max_len:,.0f} chars/s) before the run; "
           f"max_minutes {cfg.max_minutes:g}, eval every {cfg.eval_every}", flush=True)
     t0 = time.perf_counter()
@@ -396,6 +403,9 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "best-cpu.toml")
     ap.add_argument("--hidden-size", type=int, default=0,
                     help="override every model's hidden size (smoke tests; 0 = the preset's and the twins') [0]")
+    ap.add_argument("--preset-hidden", type=int, default=0,
+                    help="the preset's hidden size as an earlier run chose it from the budget (for a pytorch-gru "
+                         "run on its own); 0 = choose it here [0]")
     ap.add_argument("--twin-dropouts", default="0.2", help="the twins' dropout, or a comma-separated search [0.2]")
     ap.add_argument("--twin-embed", type=int, default=128, help="the twins' embedding width [128]")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
@@ -411,7 +421,15 @@ def main() -> None:
         preset = Config.from_dict(tomllib.load(f))
     H = args.hidden_size
     if H:
-        preset = preset.replace(hidden_size=H)
+        preset = preset.replace(hidden_size=H, min_steps=0)
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    fitted = sizing.Fit(preset, 0.0, ())
+    if args.preset_hidden:        # the width an earlier charnn run chose (pytorch-gru run on its own)
+        preset = preset.replace(hidden_size=args.preset_hidden, min_steps=0)
+    elif {"charnn", "pytorch-gru"} & set(runs) and sizing.applies(preset.replace(max_minutes=args.minutes)):
+        fitted = sizing.fit(preset.replace(max_minutes=args.minutes), corpus)   # as `charnn train` does
+        print(f"[charnn] {fitted.summary()}", flush=True)
+        preset = fitted.cfg.replace(min_steps=0)
     meta = machine_meta(args.minutes, corpus)
     print(f"# {meta['date']}, {meta['cpus']} CPUs, {meta['blas']}, torch {meta['torch']} ({meta['torch_threads']} "
           f"threads), load average {meta['load_avg_start']:.2f}; {corpus.display_path}, {corpus.chars:,} chars",
@@ -419,9 +437,11 @@ def main() -> None:
     dropouts = [float(x) for x in args.twin_dropouts.split(",") if x.strip()]
     twin = dict(corpus=corpus, minutes=args.minutes, out=args.out, embed=args.twin_embed, evals=args.evals)
     results = []
-    for name in [r.strip() for r in args.runs.split(",") if r.strip()]:
+    for name in runs:
         if name == "charnn":
-            r = run_charnn(name, preset, corpus, args.minutes, args.out, args.evals)
+            r = run_charnn(name, preset, corpus, args.minutes, args.out, args.evals, fitted.spent_s)
+            r["sizing"] = {"summary": fitted.summary(), "probes": fitted.probes, "spent_s": fitted.spent_s} \
+                if fitted.probes else None
         elif name == "rnn":
             r = run_charnn(name, Config(**{**RNN_CFG, **({"hidden_size": H} if H else {})}), corpus,
                            args.minutes, args.out, args.evals)

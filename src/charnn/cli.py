@@ -232,6 +232,9 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--max-steps", "max_steps", _whole, "stop after this many optimizer steps in total; 0 = no limit [0]"),
     ("--max-minutes", "max_minutes", _finite_float,
      "stop after this many minutes of training steps in total; a cosine schedule decays over them; 0 = no limit [0]"),
+    ("--min-steps", "min_steps", _whole,
+     "with --max-minutes: shrink the hidden size (to a multiple of 64) until a step timed on this machine "
+     "leaves room for N steps in the budget; 0 = --hidden-size as given [0]"),
     ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
     ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
     ("--device", "device", str, "cpu or cuda [cpu]"),

@@ -50,6 +50,9 @@ class Config:
     max_minutes: float = 0.0        # stop after this many minutes of training steps (validation, samples and
                                     # checkpoint writes not counted); 0 = no limit. A cosine schedule then
                                     # decays over these minutes instead of over the steps (charnn.train.schedule)
+    min_steps: int = 0              # with max_minutes: the hidden size is the largest multiple of 64 up to
+                                    # hidden_size whose step, timed on this machine at the start, leaves room for
+                                    # this many steps in the budget (charnn.train.sizing); 0 = hidden_size as given
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
@@ -195,7 +198,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"unknown dtype {cfg.dtype!r}: choose float32 or float64")
     if cfg.device not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {cfg.device!r}: choose cpu or cuda")
-    for name in ("seed", "max_steps", "eval_every", "sample_length"):
+    for name in ("seed", "max_steps", "min_steps", "eval_every", "sample_length"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")

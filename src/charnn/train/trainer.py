@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, distributed, finetune, runlock
+from . import checkpoint, distributed, finetune, runlock, sizing
 from .. import __version__, model
 from ..backend import get_xp, host_copy, to_numpy
 from ..data import Batches, DataError, corpus_files, hold_out
@@ -694,10 +694,16 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
     init = None
     if cfg.init_from:     # fine-tuning: the checkpoint's weights and vocabulary (charnn.train.finetune)
         corpus, init, _ = world.together(lambda: finetune.prepare(cfg, corpus))
+    fitted = sizing.Fit(cfg, 0.0, ())
+    if sizing.applies(cfg):   # the hidden size this machine affords in the budget, timed on rank 0
+        lo, hi = world.rows(cfg.batch_size) if world.size > 1 else (0, 0)
+        fitted = world.on_root(lambda: sizing.fit(cfg, corpus, batch_rows=hi - lo))
+        cfg = fitted.cfg
     trainer = world.together(lambda: Trainer(   # validates data and config: nothing written yet
         cfg, corpus, callbacks=callbacks if root else (), progress=progress and root, log=log if root else None,
         handle_signals=handle_signals, world=world, init=init))
     trainer.inputs |= keep
+    trainer.train_before = fitted.spent_s      # the budget's clock started with the timing
 
     def create() -> Path | None:
         made = prepare_run_dir(out, overwrite=overwrite, inputs=trainer.inputs) if out is not None else None
@@ -706,6 +712,8 @@ def train(cfg: Config, out: str | Path | None = None, *, text: str | None = None
         return made
     run_dir = world.on_root(create)
     trainer.run_dir = run_dir if root else None
+    if fitted.probes:
+        trainer.log(f"# {fitted.summary()}")
     trainer.log(describe(cfg, corpus, run_dir, trainer.num_params, len(trainer.batches), world.size))
     return trainer.run()
 

@@ -1,0 +1,102 @@
+"""The hidden size chosen from the time budget (Config.min_steps, charnn.train.sizing)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from charnn import train
+from charnn.data.corpus import Corpus
+from charnn.train import checkpoint, sizing
+from charnn.train.config import Config, ConfigError
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 400
+
+
+def quadratic(seconds_at_1024: float):
+    """A step-time model t(H) = t(1024)·(H/1024)², as a stand-in for timing on a machine."""
+    calls: list[int] = []
+
+    def step_seconds(cfg: Config, corpus: Corpus) -> float:
+        calls.append(cfg.hidden_size)
+        return seconds_at_1024 * (cfg.hidden_size / 1024) ** 2
+    return step_seconds, calls
+
+
+def test_next_candidate_follows_the_square_law_in_multiples_of_64():
+    # 670 steps of the 1500 wanted: H·sqrt(670/1500) = 684 -> 640
+    assert sizing.next_candidate(1024, 670, 1500) == 640
+    assert sizing.next_candidate(1024, 1499, 1500) == 960           # always smaller than H
+    assert sizing.next_candidate(256, 1, 1500) == 64                # never below 64
+    assert sizing.next_candidate(1024, 0, 1500) == 64
+
+
+def test_fit_takes_the_largest_width_that_makes_the_steps(monkeypatch):
+    fake, calls = quadratic(2.7)                 # 1024 makes 1800/2.7 = 666 steps in 30 minutes
+    monkeypatch.setattr(sizing, "step_seconds", fake)
+    cfg = Config(cell="gru", layers=2, hidden_size=1024, max_minutes=30, min_steps=1500)
+    got = sizing.fit(cfg, Corpus.from_text(TEXT))
+    assert got.cfg.hidden_size == 640 and calls == [1024, 640]
+    assert 60 * 30 / (2.7 * (640 / 1024) ** 2) >= 1500 > 60 * 30 / (2.7 * (704 / 1024) ** 2)
+    assert got.cfg.replace(hidden_size=1024) == cfg             # nothing else changes
+    assert [h for h, _ in got.probes] == [1024, 640]
+
+
+def test_fit_keeps_a_width_that_already_fits(monkeypatch):
+    fake, calls = quadratic(0.5)
+    monkeypatch.setattr(sizing, "step_seconds", fake)
+    cfg = Config(hidden_size=1024, max_minutes=30, min_steps=1500)
+    assert sizing.fit(cfg, Corpus.from_text(TEXT)).cfg == cfg and calls == [1024]
+
+
+def test_fit_stops_at_64_and_after_a_few_timings(monkeypatch):
+    monkeypatch.setattr(sizing, "step_seconds", lambda cfg, corpus: 10.0)     # nothing ever fits
+    got = sizing.fit(Config(hidden_size=1024, max_minutes=1, min_steps=1000), Corpus.from_text(TEXT))
+    assert got.cfg.hidden_size == 64 and len(got.probes) <= sizing.MAX_PROBES
+
+
+@pytest.mark.parametrize("changes", [dict(max_minutes=0), dict(min_steps=0)])
+def test_no_fit_without_a_budget_or_a_step_count(monkeypatch, changes):
+    monkeypatch.setattr(sizing, "step_seconds", lambda cfg, corpus: pytest.fail("timed"))
+    cfg = Config(hidden_size=512, max_minutes=5, min_steps=100).replace(**changes)
+    assert sizing.fit(cfg, Corpus.from_text(TEXT)) == sizing.Fit(cfg, 0.0, ())
+
+
+def test_min_steps_is_validated():
+    with pytest.raises(ConfigError, match="min-steps"):
+        Config(min_steps=-1)
+
+
+def test_the_real_timing_runs_the_runs_own_step():
+    cfg = Config(cell="lstm", layers=2, hidden_size=32, batch_size=4, max_len=8, dropout=0.2, weight_drop=0.1)
+    assert sizing.step_seconds(cfg, Corpus.from_text(TEXT)) > 0
+
+
+def test_a_run_saves_the_chosen_size_counts_the_timing_and_resumes_without_timing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sizing, "fit", lambda cfg, corpus, batch_rows=0: sizing.Fit(
+        cfg.replace(hidden_size=64), 12.5, ((128, 1.0),)))
+    cfg = Config(hidden_size=128, batch_size=4, max_len=16, max_minutes=30, min_steps=10, max_steps=2,
+                 epochs=1, sample_length=5)
+    out = tmp_path / "run"
+    res = train.train(cfg, out, text=TEXT, progress=False, log=None)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["hidden_size"] == 64 and saved["config"]["min_steps"] == 10
+    assert res.params["W"].shape == (64, 64)
+    ck = checkpoint.load(out / "checkpoints" / "last.safetensors")
+    assert ck.train_s >= 12.5                     # the timing counts against the budget
+    monkeypatch.setattr(sizing, "fit", lambda *a, **k: pytest.fail("a resume must not time again"))
+    again = train.resume(out, {"max_steps": 3}, text=TEXT, progress=False, log=None)
+    assert again.params["W"].shape == (64, 64)
+
+
+def test_the_cli_prints_the_choice(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "charnn.cli", "train", "--hidden-size", "128", "--batch-size", "4",
+                        "--max-len", "16", "--max-minutes", "0.01", "--min-steps", "10000000", "--out", str(out),
+                        "--no-progress", "--sample-length", "5"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "# hidden size 64 for at least 10,000,000 steps in 0.01 minutes (128: " in p.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["hidden_size"] == 64
