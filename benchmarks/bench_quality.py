@@ -35,7 +35,8 @@ also scored exactly at batch 1 on the test split.
     python benchmarks/bench_quality.py --minutes 0.2 --hidden-size 64 --corpus-chars 200000 --evals 3 \
         --torch-threads 1 --out /tmp/quality-smoke                                    # smoke test (~2 min)
 Writes OUT/quality.json (curves and metadata), OUT/quality.png (test loss against wall time, every
-run on one plot) and prints a table of the test loss at 5, 10, 20 and 30 minutes.
+run on one plot) and prints a table of the test loss at 5, 10, 20 and 30 minutes. Runs made by
+separate invocations on one corpus go on one plot with `--merge A/quality.json B/quality.json --out C`.
 """
 from __future__ import annotations
 
@@ -393,8 +394,25 @@ def machine_meta(minutes: float, corpus: Corpus) -> dict:
             "load_avg_start": load_avg()}
 
 
+def merge(files: list[Path], out: Path) -> None:
+    """One quality.json, plot and table from the runs of several (the same corpus, run separately)."""
+    docs = [json.loads(f.read_text()) for f in files]
+    shas = {d["meta"]["corpus_sha256"] for d in docs}
+    if len(shas) != 1:
+        raise SystemExit(f"the files measure {len(shas)} different corpora: {', '.join(map(str, files))}")
+    runs = [dict(r, measured_in=str(f)) for f, d in zip(files, docs) for r in d["runs"]]
+    meta = {**docs[0]["meta"], "merged_from": [{"file": str(f), **d["meta"]} for f, d in zip(files, docs)]}
+    minutes = max(d["meta"]["minutes"] for d in docs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")
+    plot(runs, out / "quality.png", f"{Path(meta['corpus']).name}, {meta['cpus']}-core CPU", minutes)
+    print(table(runs, minutes))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="QUALITY_JSON",
+                    help="only merge the runs of these quality.json files (one corpus) into OUT: one JSON, plot, table")
     ap.add_argument("--minutes", type=float, default=30.0, help="training wall time of each run [30]")
     ap.add_argument("--runs", default="charnn,pytorch-lstm,pytorch-gru",
                     help="comma-separated: charnn, pytorch-lstm, pytorch-gru, rnn [charnn,pytorch-lstm,pytorch-gru]")
@@ -414,6 +432,8 @@ def main() -> None:
                     help="PyTorch's threads [all cores, as charnn's BLAS uses; 1 on a machine shared with other work, "
                          "where spinning threads slow PyTorch down many times]")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     torch.set_num_threads(args.torch_threads)
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(args.corpus, args.corpus_chars)
