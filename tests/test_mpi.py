@@ -230,3 +230,13 @@ def test_launched_size_reads_the_launchers_variables() -> None:
     assert distributed.launched_size({"OMPI_COMM_WORLD_SIZE": "1"}) == 1
     assert distributed.launched_size({"PMIX_RANK": "0"}) == 0      # launched, size unknown: ask MPI
     assert distributed.launched_rank({"PMI_RANK": "3"}) == 3 and distributed.launched_rank({}) == 0
+
+
+def test_the_width_chosen_from_the_budget_is_every_ranks(tmp_path: Path) -> None:
+    """--min-steps under mpiexec: rank 0 times the step, and every rank trains the width it chose."""
+    corpus = write_corpus(tmp_path)
+    args = ["--data", corpus, "--hidden-size", "128", "--batch-size", "4", "--max-len", "16", "--max-steps", "3",
+            "--max-minutes", "0.01", "--min-steps", "10000000", "--sample-length", "5", "--no-progress"]
+    _, out, err = train_mpi(2, *args, "--out", tmp_path / "two")
+    assert "# hidden size 64 for at least 10,000,000 steps" in out and "Traceback" not in err
+    assert last(tmp_path / "two").params["W"].shape == (64, 64)
