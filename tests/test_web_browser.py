@@ -126,7 +126,7 @@ def test_inside_shows_a_heatmap_and_the_units_table(browser, url, tmp_path):
 def test_train_shows_a_curve_that_grows_while_a_run_trains(browser, url, root, tmp_path):
     corpus = write_corpus(tmp_path, chars=60_000)
     proc = charnn_subprocess("train", "--data", corpus, "--out", root / "live", *SMALL, "--hidden-size", "48",
-                             "--epochs", "50", "--log-every", "2")
+                             "--epochs", "1000", "--log-every", "2")   # far longer than the test: stopped below
     try:
         browser.get(url + "/train")
         wait(browser, lambda d: css(d, "#runs li[data-id='live']"))   # started after the server: it appears
@@ -134,6 +134,7 @@ def test_train_shows_a_curve_that_grows_while_a_run_trains(browser, url, root, t
         chart = by_id(browser, "chart")
         wait(browser, lambda d: int(chart.get_attribute("data-points")) >= 3)
         first = int(chart.get_attribute("data-points"))
+        assert proc.poll() is None, proc.stderr.read()        # still training: the curve has to grow
         wait(browser, lambda d: int(chart.get_attribute("data-points")) > first + 5)
         wait(browser, lambda d: int(chart.get_attribute("data-val-points")) >= 1 and css(d, "#samples .sample"))
         assert proc.poll() is None, proc.stderr.read()        # it grew while the run was still training
