@@ -238,7 +238,7 @@ def test_metrics_are_read_incrementally_from_a_byte_offset(tmp_path, root):
     path = served / "copy" / "metrics.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     first = c.get("/api/runs/copy/metrics").json()
-    assert first["rows"] == rows and first["offset"] == path.stat().st_size and not first["reset"]
+    assert first["rows"] == rows and first["offset"] == path.stat().st_size and not first["reset"] and first["more"] is False
     assert c.get("/api/runs/copy/metrics", params={"offset": first["offset"]}).json()["rows"] == []
     with open(path, "a") as f:             # the trainer appends a row, and half of the next
         f.write(json.dumps({"step": 999, "train_loss": 1.5}) + "\n" + '{"step": 10')

@@ -89,11 +89,13 @@ class Run:
         """The metrics.jsonl rows after byte `offset` (whole lines only) and the offset to ask from next.
 
         A file shorter than `offset` was replaced (a run started again with --overwrite): the rows
-        then come from its start and "reset" is true.
+        then come from its start and "reset" is true. "more" is true when this answer stopped short
+        of what the file held when it was read (MAX_METRICS_BYTES): a reader catching up asks again
+        at once only then, since a run that is training appends rows faster than it could draw them.
         """
         path = None if self.folder is None else self.folder / "metrics.jsonl"
         if path is None or not path.is_file():
-            return {"rows": [], "offset": 0, "reset": offset > 0}
+            return {"rows": [], "offset": 0, "reset": offset > 0, "more": False}
         reset = False
         with open(path, "rb") as f:
             size = f.seek(0, 2)
@@ -110,7 +112,7 @@ class Run:
                 continue
             if isinstance(row, dict):
                 rows.append(row)
-        return {"rows": rows, "offset": offset + end, "reset": reset}
+        return {"rows": rows, "offset": offset + end, "reset": reset, "more": offset + len(data) < size}
 
     def samples(self) -> list[dict[str, str]]:
         """The epoch-end samples of samples.txt, oldest first: [{"head": ..., "text": ...}]."""

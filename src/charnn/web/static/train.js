@@ -59,12 +59,12 @@
     busy = true;
     var id = selected;
     try {
-      for (;;) {     // read until caught up (a long file comes in several answers)
+      for (;;) {     // a long file comes in several answers; a growing one is drawn as it stands
         var m = await Charnn.json("/api/runs/" + encodeURIComponent(id) + "/metrics?offset=" + offset);
         if (id !== selected) return;
         if (m.reset) rows = [];
         rows = rows.concat(m.rows);
-        var more = m.offset !== offset && m.rows.length > 0;
+        var more = m.more === true && m.offset !== offset;
         offset = m.offset;
         if (!more) break;
       }
