@@ -4,6 +4,9 @@
              with configs/best-cpu.toml for --source-minutes) fine-tuned on the first 100,000 characters
              of the King James Bible: `charnn train --init-from SOURCE --extend-vocab --data BIBLE-100K`
   scratch    the same configuration (the preset's, at the source's architecture) from a fresh start
+  sized      the preset from a fresh start as `charnn train --config configs/best-cpu.toml` runs it, its
+             width chosen from the budget (min_steps; the timing counts as training time): a smaller
+             corpus may be better served by a network of another size than the source's
 
 Both train for the same wall time (--minutes of training steps; the cosine decays over them) on the
 same splits of the 100k characters, train | validation 5% | test 10%. Each curve point is the test
@@ -33,7 +36,7 @@ import bench_quality as bq  # noqa: E402
 import build_corpora  # noqa: E402
 from charnn import train  # noqa: E402
 from charnn.data.corpus import Corpus  # noqa: E402
-from charnn.train import checkpoint, finetune  # noqa: E402
+from charnn.train import checkpoint, finetune, sizing  # noqa: E402
 from charnn.train.config import Config  # noqa: E402
 
 SMALL_CHARS = 100_000
@@ -67,13 +70,14 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=bq.ROOT / "configs" / "best-cpu.toml")
     ap.add_argument("--hidden-size", type=int, default=0, help="override the preset's hidden size (smoke tests) [0]")
     ap.add_argument("--evals", type=int, default=12, help="evaluations per run [12]")
+    ap.add_argument("--runs", default="finetune,scratch,sized", help="comma-separated [finetune,scratch,sized]")
     ap.add_argument("--out", type=Path, default=bq.ROOT / "benchmarks" / "results" / "finetune")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.config, "rb") as f:
         preset = Config.from_dict(tomllib.load(f))
     if args.hidden_size:
-        preset = preset.replace(hidden_size=args.hidden_size)
+        preset = preset.replace(hidden_size=args.hidden_size, min_steps=0)
     src_path = source_run(args, preset)
     source = finetune.load_source(src_path)
     data = bible_slice(args.bible, args.out, args.chars)
@@ -82,12 +86,24 @@ def main() -> None:
     meta["source"] = str(src_path)
     print(f"# {meta['date']}, {meta['cpus']} CPUs, {meta['blas']}; source {src_path} (step {source.step}); "
           f"{data}, {corpus.chars:,} chars", flush=True)
-    values = finetune.inherit({**preset.to_dict(), "data": str(data)}, source)   # the source's architecture
+    # The source's architecture, at a fixed width: the comparison is of the starting weights alone.
+    own = {k: v for k, v in preset.to_dict().items() if k not in finetune.ARCHITECTURE}
+    values = finetune.inherit({**own, "data": str(data), "min_steps": 0}, source)
     scratch = Config.from_dict(values)
     tuned = scratch.replace(init_from=str(src_path), extend_vocab=True)
+    runs = {"finetune": tuned, "scratch": scratch, "sized": preset.replace(data=str(data))}
     results = []
-    for name, cfg in (("finetune", tuned), ("scratch", scratch)):
-        r = bq.run_charnn(name, cfg, corpus, args.minutes, args.out, args.evals)
+    for name in [r.strip() for r in args.runs.split(",") if r.strip()]:
+        if name not in runs:
+            raise SystemExit(f"unknown run {name!r} (finetune, scratch, sized)")
+        cfg, fitted = runs[name], sizing.Fit(runs[name], 0.0, ())
+        if name == "sized" and sizing.applies(cfg.replace(max_minutes=args.minutes)):
+            fitted = sizing.fit(cfg.replace(max_minutes=args.minutes), corpus)   # as `charnn train` does
+            print(f"[sized] {fitted.summary()}", flush=True)
+            cfg = fitted.cfg.replace(min_steps=0)
+        r = bq.run_charnn(name, cfg, corpus, args.minutes, args.out, args.evals, fitted.spent_s)
+        if fitted.probes:
+            r["sizing"] = {"summary": fitted.summary(), "probes": fitted.probes, "spent_s": fitted.spent_s}
         r["measured"] = {"date": datetime.now().isoformat(timespec="seconds"), "load_avg_end": bq.load_avg()}
         results.append(r)
         print(f"[{name}] {r['steps']} steps, best val {r['best_val_streamed']:.4f}, test (exact) {r['test_exact']:.4f}",

@@ -85,3 +85,11 @@ def test_shakespeare_is_the_embedded_corpus(tmp_path, capsys):
 
     assert (tmp_path / "shakespeare.txt").read_bytes() == default_corpus_path().read_bytes()
     assert _summary(capsys.readouterr().out, "shakespeare")[0] == 1_115_394
+
+
+def test_the_debian_version_of_a_package_is_read_from_dpkg(monkeypatch):
+    binary("dpkg-query")
+    assert re.fullmatch(r"[0-9][0-9A-Za-z.+~:-]*", build.debian_version("dpkg") or "")
+    assert build.debian_version("no-such-package-charnn") is None
+    monkeypatch.setenv("PATH", "")                    # no dpkg-query at all: no version, no error
+    assert build.debian_version("dpkg") is None

@@ -13,7 +13,8 @@
     apt-get install bible-kjv linux-source               what the last two need
 
 Each corpus is printed with its size in characters and bytes and its sha256 (of the UTF-8 file), so
-two machines can check they train on the same text. A missing package is a one-line error naming
+two machines can check they train on the same text; linux.txt also with the version of the Debian
+package it came from, since each point release of the kernel changes the text a little. A missing package is a one-line error naming
 the apt-get command, exit status 2.
 """
 from __future__ import annotations
@@ -79,6 +80,18 @@ def linux_tarball(src_dir: Path = Path("/usr/src")) -> Path:
     return found[-1]
 
 
+def debian_version(package: str) -> str | None:
+    """The installed version of a Debian package, or None where dpkg cannot say. The linux corpus
+    changes with the package's point release (6.1.176 and 6.1.192 differ), so it is printed with it."""
+    try:
+        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    version = proc.stdout.strip() if proc.returncode == 0 else ""
+    return version or None
+
+
 def linux_member(name: str) -> str | None:
     """The path inside the source tree of a tarball member that belongs to the corpus, else None."""
     parts = name.removeprefix("./").split("/", 1)  # drop the top folder, linux-source-X.Y/
@@ -133,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 tarball = linux_tarball(args.src_dir)
                 text, files = linux(tarball)
-                print(write(args.out, name, text) + f"  ({len(files)} files of {tarball.name})", flush=True)
+                package = tarball.name.removesuffix(".tar.xz")
+                version = debian_version(package)
+                source = f"{tarball.name}, Debian's {package} {version}" if version else tarball.name
+                print(write(args.out, name, text) + f"  ({len(files)} files of {source})", flush=True)
     except (BuildError, OSError, tarfile.TarError) as exc:
         print(f"build_corpora: error: {exc}", file=sys.stderr)
         return 2
