@@ -36,7 +36,7 @@ import bench_quality as bq  # noqa: E402
 import build_corpora  # noqa: E402
 from charnn import train  # noqa: E402
 from charnn.data.corpus import Corpus  # noqa: E402
-from charnn.train import checkpoint, finetune, sizing  # noqa: E402
+from charnn.train import checkpoint, finetune  # noqa: E402
 from charnn.train.config import Config  # noqa: E402
 
 SMALL_CHARS = 100_000
@@ -96,14 +96,10 @@ def main() -> None:
     for name in [r.strip() for r in args.runs.split(",") if r.strip()]:
         if name not in runs:
             raise SystemExit(f"unknown run {name!r} (finetune, scratch, sized)")
-        cfg, fitted = runs[name], sizing.Fit(runs[name], 0.0, ())
-        if name == "sized" and sizing.applies(cfg.replace(max_minutes=args.minutes)):
-            fitted = sizing.fit(cfg.replace(max_minutes=args.minutes), corpus)   # as `charnn train` does
-            print(f"[sized] {fitted.summary()}", flush=True)
-            cfg = fitted.cfg.replace(min_steps=0)
+        cfg, fitted = bq.fit_width(runs[name], args.minutes, corpus, name)   # only "sized" has min_steps
         r = bq.run_charnn(name, cfg, corpus, args.minutes, args.out, args.evals, fitted.spent_s)
         if fitted.probes:
-            r["sizing"] = {"summary": fitted.summary(), "probes": fitted.probes, "spent_s": fitted.spent_s}
+            r["sizing"] = bq.sizing_record(fitted)
         r["measured"] = {"date": datetime.now().isoformat(timespec="seconds"), "load_avg_end": bq.load_avg()}
         results.append(r)
         print(f"[{name}] {r['steps']} steps, best val {r['best_val_streamed']:.4f}, test (exact) {r['test_exact']:.4f}",

@@ -158,6 +158,21 @@ def steps_per_s(cfg: Config, corpus: Corpus, n: int = 3) -> float:
     return 1.0 / float(np.median(times[1:])) if len(times) > 1 else 1.0
 
 
+def fit_width(cfg: Config, minutes: float, corpus: Corpus, label: str) -> tuple[Config, sizing.Fit]:
+    """(cfg at the width `charnn train` would choose for a `minutes` budget, fixed there with min_steps 0;
+    how it was chosen). cfg is unchanged, and no timing spent, where its width is not chosen."""
+    if not sizing.applies(cfg.replace(max_minutes=minutes)):
+        return cfg, sizing.Fit(cfg, 0.0, ())
+    fitted = sizing.fit(cfg.replace(max_minutes=minutes), corpus)
+    print(f"[{label}] {fitted.summary()}", flush=True)
+    return fitted.cfg.replace(min_steps=0), fitted
+
+
+def sizing_record(fitted: sizing.Fit) -> dict | None:
+    """How the width was chosen, for the JSON; None where it was not."""
+    return {"summary": fitted.summary(), "probes": fitted.probes, "spent_s": fitted.spent_s} if fitted.probes else None
+
+
 def run_charnn(name: str, cfg: Config, corpus: Corpus, minutes: float, out: Path, evals: int,
                spent_s: float = 0.0) -> dict:
     """spent_s: seconds already spent on the run's behalf (timing its width, charnn.train.sizing):
@@ -446,10 +461,8 @@ def main() -> None:
     fitted = sizing.Fit(preset, 0.0, ())
     if args.preset_hidden:        # the width an earlier charnn run chose (pytorch-gru run on its own)
         preset = preset.replace(hidden_size=args.preset_hidden, min_steps=0)
-    elif {"charnn", "pytorch-gru"} & set(runs) and sizing.applies(preset.replace(max_minutes=args.minutes)):
-        fitted = sizing.fit(preset.replace(max_minutes=args.minutes), corpus)   # as `charnn train` does
-        print(f"[charnn] {fitted.summary()}", flush=True)
-        preset = fitted.cfg.replace(min_steps=0)
+    elif {"charnn", "pytorch-gru"} & set(runs):
+        preset, fitted = fit_width(preset, args.minutes, corpus, "charnn")
     meta = machine_meta(args.minutes, corpus)
     print(f"# {meta['date']}, {meta['cpus']} CPUs, {meta['blas']}, torch {meta['torch']} ({meta['torch_threads']} "
           f"threads), load average {meta['load_avg_start']:.2f}; {corpus.display_path}, {corpus.chars:,} chars",
@@ -460,8 +473,7 @@ def main() -> None:
     for name in runs:
         if name == "charnn":
             r = run_charnn(name, preset, corpus, args.minutes, args.out, args.evals, fitted.spent_s)
-            r["sizing"] = {"summary": fitted.summary(), "probes": fitted.probes, "spent_s": fitted.spent_s} \
-                if fitted.probes else None
+            r["sizing"] = sizing_record(fitted)
         elif name == "rnn":
             r = run_charnn(name, Config(**{**RNN_CFG, **({"hidden_size": H} if H else {})}), corpus,
                            args.minutes, args.out, args.evals)

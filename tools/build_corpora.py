@@ -14,8 +14,8 @@
 
 Each corpus is printed with its size in characters and bytes and its sha256 (of the UTF-8 file), so
 two machines can check they train on the same text; linux.txt also with the version of the Debian
-package it came from, since each point release of the kernel changes the text a little. A missing package is a one-line error naming
-the apt-get command, exit status 2.
+package it came from, since each point release of the kernel changes the text a little. A missing
+package is a one-line error naming the apt-get command, exit status 2.
 """
 from __future__ import annotations
 
