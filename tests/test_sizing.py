@@ -100,3 +100,73 @@ def test_the_cli_prints_the_choice(tmp_path):
     assert "# hidden size 64 for at least 10,000,000 steps in 0.01 minutes (128: " in p.stdout
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["config"]["hidden_size"] == 64
+
+
+def test_exposure_is_parameters_per_training_character_times_epochs():
+    cfg = Config(hidden_size=32, batch_size=4, max_len=10)        # the seed's RNN, one layer
+    corpus = Corpus.from_text(TEXT)
+    V, H = len(corpus.vocab), 32
+    P = H * H + H * V + H + V * H + V                          # W, U, b, V, c
+    N = len(train.Trainer(cfg, corpus, progress=False, log=None).batches) * 4 * 10
+    assert N <= 0.9 * len(TEXT) < N + 4 * 10 + 1                   # one epoch reads the training split
+    x = sizing.exposure(cfg, corpus, steps=3 * N / 40)           # three epochs
+    assert x == pytest.approx(P / N * 3)
+
+
+@pytest.mark.parametrize("x, scale", [(4.0, 0.04), (25.0, 0.25), (100.0, 1.0), (400.0, 1.0)])
+def test_fit_scales_the_regularisers_in_proportion_to_the_exposure(monkeypatch, x, scale):
+    fake, _ = quadratic(0.5)
+    monkeypatch.setattr(sizing, "step_seconds", fake)
+    seen = []
+    monkeypatch.setattr(sizing, "exposure", lambda cfg, corpus, steps: seen.append((cfg.hidden_size, steps)) or x)
+    cfg = Config(cell="gru", layers=2, hidden_size=1024, max_minutes=30, min_steps=1500, reg_exposure=100,
+                 dropout=0.3, weight_drop=0.25, weight_decay=0.1)
+    got = sizing.fit(cfg, Corpus.from_text(TEXT))
+    assert got.reg_scale == pytest.approx(scale) and got.exposure == x
+    assert (got.cfg.dropout, got.cfg.weight_drop, got.cfg.weight_decay) == pytest.approx(
+        (0.3 * scale, 0.25 * scale, 0.1 * scale))
+    assert got.cfg.replace(dropout=0.3, weight_drop=0.25, weight_decay=0.1) == cfg   # nothing else changes
+    (H, steps), = seen                                  # E from the steps timed at the chosen width
+    assert H == 1024 and steps == pytest.approx(1800 / 0.5, rel=1e-3)
+    assert f"exposure {x:.3g} of 100: regularisers x{scale:.3g}" in got.summary()
+
+
+def test_the_untimed_last_candidate_gets_its_steps_by_the_square_law(monkeypatch):
+    # a fixed cost per step besides the square law: each guess is still too slow, until the probes run out
+    monkeypatch.setattr(sizing, "step_seconds", lambda cfg, corpus: 0.05 + 0.01 * (cfg.hidden_size / 256) ** 2)
+    seen = []
+    monkeypatch.setattr(sizing, "exposure", lambda cfg, corpus, steps: seen.append((cfg.hidden_size, steps)) or 1.0)
+    got = sizing.fit(Config(hidden_size=1024, max_minutes=1, min_steps=1000, reg_exposure=100, dropout=0.5),
+                     Corpus.from_text(TEXT))
+    (H, steps), = seen
+    assert len(got.probes) == sizing.MAX_PROBES and H == got.cfg.hidden_size < got.probes[-1][0]
+    last_H, last_t = got.probes[-1]
+    assert steps == pytest.approx(60 / last_t * (last_H / H) ** 2, rel=1e-2)
+
+
+def test_no_scaling_without_reg_exposure(monkeypatch):
+    fake, _ = quadratic(0.5)
+    monkeypatch.setattr(sizing, "step_seconds", fake)
+    monkeypatch.setattr(sizing, "exposure", lambda *a: pytest.fail("exposure computed"))
+    cfg = Config(hidden_size=1024, max_minutes=30, min_steps=1500, dropout=0.3)
+    got = sizing.fit(cfg, Corpus.from_text(TEXT))
+    assert got.cfg == cfg and got.reg_scale == 1.0 and "exposure" not in got.summary()
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True])
+def test_reg_exposure_is_validated(bad):
+    with pytest.raises(ConfigError, match="reg-exposure"):
+        Config(reg_exposure=bad)
+
+
+def test_the_cli_scales_and_saves_the_regularisers(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "charnn.cli", "train", "--hidden-size", "64", "--batch-size", "4",
+                        "--max-len", "16", "--max-minutes", "0.01", "--min-steps", "1", "--reg-exposure", "1e6",
+                        "--dropout", "0.4", "--weight-drop", "0.2", "--out", str(out), "--no-progress",
+                        "--sample-length", "5"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "of 1e+06: regularisers x" in p.stdout
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert 0 < saved["dropout"] < 0.4 and 0 < saved["weight_drop"] < 0.2 and saved["reg_exposure"] == 1e6
+    assert saved["dropout"] / 0.4 == pytest.approx(saved["weight_drop"] / 0.2, rel=1e-2)

@@ -235,6 +235,10 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--min-steps", "min_steps", _whole,
      "with --max-minutes: shrink the hidden size (to a multiple of 64) until a step timed on this machine "
      "leaves room for N steps in the budget; 0 = --hidden-size as given [0]"),
+    ("--reg-exposure", "reg_exposure", _finite_float,
+     "with --min-steps: the exposure (parameters per training character × epochs in the budget) that "
+     "--dropout, --weight-drop and --weight-decay are set for; less exposure x scales them by x / X; "
+     "0 = as given [0]"),
     ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
     ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
     ("--device", "device", str, "cpu or cuda [cpu]"),

@@ -53,6 +53,10 @@ class Config:
     min_steps: int = 0              # with max_minutes: the hidden size is the largest multiple of 64 up to
                                     # hidden_size whose step, timed on this machine at the start, leaves room for
                                     # this many steps in the budget (charnn.train.sizing); 0 = hidden_size as given
+    reg_exposure: float = 0.0       # with min_steps: the exposure x = (P / N)·E (parameters per training character
+                                    # times the epochs the budget reads) that dropout, weight_drop and weight_decay
+                                    # are set for; a run whose budget gives less has them scaled by
+                                    # x / reg_exposure (charnn.train.sizing); 0 = as given
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
@@ -205,6 +209,10 @@ def validate(cfg: Config) -> None:
     if isinstance(cfg.max_minutes, bool) or not isinstance(cfg.max_minutes, (int, float)) or not (
             math.isfinite(cfg.max_minutes) and cfg.max_minutes >= 0):
         raise ConfigError(f"max-minutes must be a number >= 0 (0 = no limit), got {cfg.max_minutes!r}")
+    if isinstance(cfg.reg_exposure, bool) or not isinstance(cfg.reg_exposure, (int, float)) or not (
+            math.isfinite(cfg.reg_exposure) and cfg.reg_exposure >= 0):
+        raise ConfigError(f"reg-exposure must be a number >= 0 (0 = the regularisers as given), "
+                          f"got {cfg.reg_exposure!r}")
     _validate_cells(cfg)
     _validate_reading(cfg)
 
