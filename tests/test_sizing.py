@@ -170,3 +170,14 @@ def test_the_cli_scales_and_saves_the_regularisers(tmp_path):
     saved = json.loads((out / "config.json").read_text())["config"]
     assert 0 < saved["dropout"] < 0.4 and 0 < saved["weight_drop"] < 0.2 and saved["reg_exposure"] == 1e6
     assert saved["dropout"] / 0.4 == pytest.approx(saved["weight_drop"] / 0.2, rel=1e-2)
+
+
+def test_exposure_never_reads_the_validation_or_test_split():
+    cfg = Config(cell="gru", layers=2, hidden_size=32, batch_size=4, max_len=10, val_fraction=0.05,
+                 test_fraction=0.1, calibration_fraction=0.02)
+    cut = int(len(TEXT) * 0.85)
+    rng = __import__("random").Random(0)
+    poisoned = TEXT[:cut] + "".join(rng.choice(sorted(set(TEXT))) for _ in TEXT[cut:])
+    assert sorted(set(poisoned)) == sorted(set(TEXT)) and poisoned != TEXT
+    x = [sizing.exposure(cfg, Corpus.from_text(t), steps=100) for t in (TEXT, poisoned)]
+    assert x[0] == x[1] > 0
