@@ -772,6 +772,28 @@ def _():
         np.testing.assert_allclose(grads[k], M[k] * grads_t[k], rtol=1e-12, atol=1e-15)
 
 
+@equation("C.8a", "df087a5eb425")
+def _():
+    from charnn.data.corpus import Corpus
+    from charnn.train import sizing
+    from charnn.train.config import Config
+    from charnn.train.trainer import Trainer
+
+    text = "a budget reads the text so many times. " * 300
+    cfg = Config(cell="gru", layers=2, hidden_size=24, batch_size=4, max_len=10, val_fraction=0.05,
+                 test_fraction=0.1, reg_exposure=8.0, dropout=0.3, weight_drop=0.2, weight_decay=0.1)
+    corpus = Corpus.from_text(text)
+    P = sum(v.size for v in model.init_params(len(corpus.vocab), 24, seed=0, cell="gru", layers=2).values())
+    batches = len(Trainer(cfg, corpus, progress=False, log=None).batches)
+    N = batches * 4 * 10                                   # the training characters of one epoch
+    E = 150 / batches                                      # 150 steps
+    x = sizing.exposure(cfg, corpus, steps=150)
+    assert math.isclose(x, P / N * E, rel_tol=1e-12)
+    scaled, s = sizing.regularised(cfg, x)
+    assert math.isclose(s, min(1.0, x / 8.0), rel_tol=1e-12)
+    assert math.isclose(scaled.dropout, 0.3 * s, rel_tol=2e-3) and math.isclose(scaled.weight_decay, 0.1 * s, rel_tol=2e-3)
+
+
 @equation("C.9", "3c5cf415dbad")
 def _():
     p = model.init_params(K, H, seed=38, dtype=np.float64, cell="gru", embed=3)
