@@ -156,6 +156,11 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
 
 
+def _non_negative(name: str, value: Any, zero_means: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} must be a number >= 0 (0 = {zero_means}), got {value!r}")
+
+
 def _derive_train_fraction(cfg: Config) -> None:
     """With a validation share given, training takes the rest: train_fraction = 1 − val − test (so the
     recorded config says what trained)."""
@@ -206,13 +211,8 @@ def validate(cfg: Config) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")
-    if isinstance(cfg.max_minutes, bool) or not isinstance(cfg.max_minutes, (int, float)) or not (
-            math.isfinite(cfg.max_minutes) and cfg.max_minutes >= 0):
-        raise ConfigError(f"max-minutes must be a number >= 0 (0 = no limit), got {cfg.max_minutes!r}")
-    if isinstance(cfg.reg_exposure, bool) or not isinstance(cfg.reg_exposure, (int, float)) or not (
-            math.isfinite(cfg.reg_exposure) and cfg.reg_exposure >= 0):
-        raise ConfigError(f"reg-exposure must be a number >= 0 (0 = the regularisers as given), "
-                          f"got {cfg.reg_exposure!r}")
+    _non_negative("max-minutes", cfg.max_minutes, "no limit")
+    _non_negative("reg-exposure", cfg.reg_exposure, "the regularisers as given")
     _validate_cells(cfg)
     _validate_reading(cfg)
 

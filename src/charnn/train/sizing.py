@@ -40,7 +40,9 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from ..data import Batches
 from ..data.corpus import Corpus
+from ..nn import budget
 from . import distributed
 from .config import Config
 
@@ -94,11 +96,11 @@ def step_seconds(cfg: Config, corpus: Corpus) -> float:
 def exposure(cfg: Config, corpus: Corpus, steps: float) -> float:
     """x = (P / N) · E for a model of cfg's size making `steps` steps: P its parameters, N the training
     characters of one epoch, E = steps / (batches per epoch)."""
-    from .trainer import Trainer
+    from .trainer import training_split
 
-    trainer = Trainer(cfg.replace(min_steps=0), corpus, progress=False, log=None, world=distributed.World())
-    batches = len(trainer.batches)
-    return trainer.num_params / (batches * cfg.batch_size * cfg.max_len) * (steps / batches)
+    batches = len(Batches(training_split(cfg, corpus)[0], cfg.batch_size, cfg.max_len))
+    P = budget.num_params(len(corpus.vocab), cfg.hidden_size, cell=cfg.cell, layers=cfg.layers, embed=cfg.embed)
+    return P / (batches * cfg.batch_size * cfg.max_len) * (steps / batches)
 
 
 def regularised(cfg: Config, x: float) -> tuple[Config, float]:

@@ -188,6 +188,16 @@ def prepare_run_dir(out: str | Path, *, overwrite: bool = False, inputs: set[str
     return p
 
 
+def training_split(cfg: Config, corpus: Corpus) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(the ids training reads, the calibration ids held out of them or None, the validation ids).
+    The test split is never read."""
+    train_ids, val_ids, _ = corpus.splits(cfg.train_fraction, cfg.val_fraction, cfg.test_fraction)
+    calib_ids = None
+    if cfg.calibration_fraction > 0:   # the start of the training split, held out to calibrate on (data.hold_out)
+        train_ids, calib_ids = hold_out(train_ids, len(corpus.ids), cfg.calibration_fraction)
+    return train_ids, calib_ids, val_ids
+
+
 def write_run_config(run_dir: Path, cfg: Config, corpus: Corpus, num_params: int) -> None:
     record = {"config": cfg.to_dict(), "corpus": corpus.info(), "vocab_size": len(corpus.vocab),
               "num_params": num_params, "charnn_version": __version__,
@@ -221,12 +231,8 @@ class Trainer:
         self._train_session = 0.0      # seconds spent in training steps in this session (Config.max_minutes)
         corpus.check_vocab_size(cfg.max_vocab)
         self.vocab = corpus.vocab
-        train_ids, val_ids, _ = corpus.splits(cfg.train_fraction, cfg.val_fraction, cfg.test_fraction)   # test: never read
-        # The start of the training split can be held out of training, to calibrate on (data.hold_out).
-        self.calib_ids = None
+        train_ids, self.calib_ids, val_ids = training_split(cfg, corpus)
         self.val_loss_plain: float | None = None
-        if cfg.calibration_fraction > 0:
-            train_ids, self.calib_ids = hold_out(train_ids, len(corpus.ids), cfg.calibration_fraction)
         self.batches = Batches(train_ids, cfg.batch_size, cfg.max_len)
         if len(val_ids) < 2:
             raise DataError(f"the validation split holds {len(val_ids)} character(s), too few to evaluate: "
