@@ -36,7 +36,8 @@ also scored exactly at batch 1 on the test split.
         --torch-threads 1 --out /tmp/quality-smoke                                    # smoke test (~2 min)
 Writes OUT/quality.json (curves and metadata), OUT/quality.png (test loss against wall time, every
 run on one plot) and prints a table of the test loss at 5, 10, 20 and 30 minutes. Runs made by
-separate invocations on one corpus go on one plot with `--merge A/quality.json B/quality.json --out C`.
+separate invocations on one corpus go on one plot with `--merge A/quality.json B/quality.json --out C`;
+a name that appears in several (a dropout search run in parts) keeps the run best on validation.
 """
 from __future__ import annotations
 
@@ -409,13 +410,32 @@ def machine_meta(minutes: float, corpus: Corpus) -> dict:
             "load_avg_start": load_avg()}
 
 
+def best_of_each(runs: list[dict]) -> list[dict]:
+    """One run per name: where a name was run more than once (a twin's dropout search spread over
+    several commands), the one best on validation, the others listed under "search" as search_twin
+    lists them. The order is that of each name's first run."""
+    by_name: dict[str, list[dict]] = {}
+    for r in runs:
+        by_name.setdefault(r["name"], []).append(r)
+    chosen = []
+    for name, group in by_name.items():
+        best = min(group, key=lambda r: r["best_val_streamed"])
+        if len(group) > 1:
+            tried = [t for r in group for t in (r.get("search") or
+                     [{"dropout": r["config"].get("dropout"), "best_val_streamed": r["best_val_streamed"],
+                       "test_exact": r["test_exact"]}])]
+            best = {**best, "search": tried}
+        chosen.append(best)
+    return chosen
+
+
 def merge(files: list[Path], out: Path) -> None:
     """One quality.json, plot and table from the runs of several (the same corpus, run separately)."""
     docs = [json.loads(f.read_text()) for f in files]
     shas = {d["meta"]["corpus_sha256"] for d in docs}
     if len(shas) != 1:
         raise SystemExit(f"the files measure {len(shas)} different corpora: {', '.join(map(str, files))}")
-    runs = [dict(r, measured_in=str(f)) for f, d in zip(files, docs) for r in d["runs"]]
+    runs = best_of_each([dict(r, measured_in=str(f)) for f, d in zip(files, docs) for r in d["runs"]])
     meta = {**docs[0]["meta"], "merged_from": [{"file": str(f), **d["meta"]} for f, d in zip(files, docs)]}
     minutes = max(d["meta"]["minutes"] for d in docs)
     out.mkdir(parents=True, exist_ok=True)

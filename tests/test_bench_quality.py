@@ -79,3 +79,34 @@ def test_each_point_is_the_test_loss_of_the_best_on_validation_model(bq, tmp_pat
     assert bq.at_minute([{"train_s": 70.0, "test_loss": 2.0}], 1.0) is None
     assert bq.at_minute([{"train_s": 50.0, "test_loss": 2.4}, {"train_s": 60.5, "test_loss": 2.5},
                          {"train_s": 61.0, "test_loss": 2.0}], 1.0) == 2.5
+
+
+def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tmp_path):
+    def run(name, dropout, val, test):
+        curve = [{"train_s": 60.0, "step": 10, "val_loss": val + 0.1, "test_loss": test + 0.1},
+                 {"train_s": 120.0, "step": 20, "val_loss": val, "test_loss": test}]
+        return {"name": name, "config": {"dropout": dropout}, "curve": curve, "params": 1000,
+                "chars_per_s": 1.0, "best_val_streamed": val, "test_exact": test}
+
+    meta = {"corpus_sha256": "abc", "corpus": "c.txt", "cpus": 2, "minutes": 2.0}
+    a = {"meta": meta, "runs": [run("charnn", 0.3, 1.40, 1.50), run("pytorch-gru", 0.0, 1.45, 1.58)]}
+    b = {"meta": meta, "runs": [run("pytorch-gru", 0.1, 1.44, 1.59)]}
+    files = []
+    for i, doc in enumerate((a, b)):
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(bq.json.dumps(doc))
+    bq.merge(files, tmp_path / "out")
+    merged = bq.json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert [r["name"] for r in merged["runs"]] == ["charnn", "pytorch-gru"]
+    gru = merged["runs"][1]
+    # chosen on validation (1.44 < 1.45), though its test loss is the worse one
+    assert gru["config"]["dropout"] == 0.1 and gru["test_exact"] == 1.59
+    assert [(t["dropout"], t["best_val_streamed"]) for t in gru["search"]] == [(0.0, 1.45), (0.1, 1.44)]
+    assert "search" not in merged["runs"][0]
+    # a part that was itself a search contributes every value it tried
+    b["runs"][0]["search"] = [{"dropout": 0.1, "best_val_streamed": 1.44, "test_exact": 1.59},
+                              {"dropout": 0.2, "best_val_streamed": 1.47, "test_exact": 1.60}]
+    files[1].write_text(bq.json.dumps(b))
+    bq.merge(files, tmp_path / "out")
+    gru = bq.json.loads((tmp_path / "out" / "quality.json").read_text())["runs"][1]
+    assert [t["dropout"] for t in gru["search"]] == [0.0, 0.1, 0.2]
