@@ -341,9 +341,18 @@ def search_twin(name: str, dropouts: list[float], **kw: Any) -> dict:
     tried = [run_twin(name, dropout=d, **kw) for d in dropouts]
     best = min(tried, key=lambda r: r["best_val_streamed"])
     if len(tried) > 1:
-        best = {**best, "search": [{"dropout": r["config"]["dropout"], "best_val_streamed": r["best_val_streamed"],
-                                    "test_exact": r["test_exact"]} for r in tried]}
+        best = {**best, "search": [tried_value(r) for r in tried]}
     return best
+
+
+def tried_value(run: dict) -> dict:
+    """One value of a dropout search as "search" lists it: the value, its scores, and how many steps
+    the budget bought (a search spread over machines of different speed compares unequal step counts)."""
+    entry = {"dropout": run["config"].get("dropout"), "best_val_streamed": run["best_val_streamed"],
+             "test_exact": run["test_exact"], "steps": run.get("steps"), "chars_per_s": run.get("chars_per_s")}
+    if "measured_in" in run:
+        entry["measured_in"] = run["measured_in"]
+    return entry
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,9 +430,9 @@ def best_of_each(runs: list[dict]) -> list[dict]:
     for name, group in by_name.items():
         best = min(group, key=lambda r: r["best_val_streamed"])
         if len(group) > 1:
-            tried = [t for r in group for t in (r.get("search") or
-                     [{"dropout": r["config"].get("dropout"), "best_val_streamed": r["best_val_streamed"],
-                       "test_exact": r["test_exact"]}])]
+            # each value names the file it was measured in (a part's own search: that part's file)
+            tried = [{**({"measured_in": r["measured_in"]} if "measured_in" in r else {}), **t}
+                     for r in group for t in (r.get("search") or [tried_value(r)])]
             best = {**best, "search": tried}
         chosen.append(best)
     return chosen

@@ -86,7 +86,7 @@ def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tm
         curve = [{"train_s": 60.0, "step": 10, "val_loss": val + 0.1, "test_loss": test + 0.1},
                  {"train_s": 120.0, "step": 20, "val_loss": val, "test_loss": test}]
         return {"name": name, "config": {"dropout": dropout}, "curve": curve, "params": 1000,
-                "chars_per_s": 1.0, "best_val_streamed": val, "test_exact": test}
+                "chars_per_s": 1.0, "steps": 20, "best_val_streamed": val, "test_exact": test}
 
     meta = {"corpus_sha256": "abc", "corpus": "c.txt", "cpus": 2, "minutes": 2.0}
     a = {"meta": meta, "runs": [run("charnn", 0.3, 1.40, 1.50), run("pytorch-gru", 0.0, 1.45, 1.58)]}
@@ -102,6 +102,8 @@ def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tm
     # chosen on validation (1.44 < 1.45), though its test loss is the worse one
     assert gru["config"]["dropout"] == 0.1 and gru["test_exact"] == 1.59
     assert [(t["dropout"], t["best_val_streamed"]) for t in gru["search"]] == [(0.0, 1.45), (0.1, 1.44)]
+    # each value tried names where it was measured and the steps it had (machines differ in speed)
+    assert [(t["measured_in"], t["steps"]) for t in gru["search"]] == [(str(files[0]), 20), (str(files[1]), 20)]
     assert "search" not in merged["runs"][0]
     # a part that was itself a search contributes every value it tried
     b["runs"][0]["search"] = [{"dropout": 0.1, "best_val_streamed": 1.44, "test_exact": 1.59},
@@ -110,3 +112,4 @@ def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tm
     bq.merge(files, tmp_path / "out")
     gru = bq.json.loads((tmp_path / "out" / "quality.json").read_text())["runs"][1]
     assert [t["dropout"] for t in gru["search"]] == [0.0, 0.1, 0.2]
+    assert [t["measured_in"] for t in gru["search"]] == [str(files[0]), str(files[1]), str(files[1])]
