@@ -37,7 +37,8 @@ also scored exactly at batch 1 on the test split.
 Writes OUT/quality.json (curves and metadata), OUT/quality.png (test loss against wall time, every
 run on one plot) and prints a table of the test loss at 5, 10, 20 and 30 minutes. Runs made by
 separate invocations on one corpus go on one plot with `--merge A/quality.json B/quality.json --out C`;
-a name that appears in several (a dropout search run in parts) keeps the run best on validation.
+a name that appears in several (a dropout search run in parts) keeps the run best on validation. A
+merged quality.json can be merged again with a new run; it stands for the files it was merged from.
 """
 from __future__ import annotations
 
@@ -444,8 +445,13 @@ def merge(files: list[Path], out: Path) -> None:
     shas = {d["meta"]["corpus_sha256"] for d in docs}
     if len(shas) != 1:
         raise SystemExit(f"the files measure {len(shas)} different corpora: {', '.join(map(str, files))}")
-    runs = best_of_each([dict(r, measured_in=str(f)) for f, d in zip(files, docs) for r in d["runs"]])
-    meta = {**docs[0]["meta"], "merged_from": [{"file": str(f), **d["meta"]} for f, d in zip(files, docs)]}
+    # A file that is itself a merge (a published result extended by a new run) contributes its sources
+    # and runs as they were, so merging in steps gives what merging every source at once gives.
+    runs = best_of_each([dict(r, measured_in=r.get("measured_in", str(f)) if "merged_from" in d["meta"] else str(f))
+                         for f, d in zip(files, docs) for r in d["runs"]])
+    sources = [s for f, d in zip(files, docs)
+               for s in (d["meta"]["merged_from"] if "merged_from" in d["meta"] else [{"file": str(f), **d["meta"]}])]
+    meta = {**docs[0]["meta"], "merged_from": sources}
     minutes = max(d["meta"]["minutes"] for d in docs)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")

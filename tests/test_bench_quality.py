@@ -113,3 +113,37 @@ def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tm
     gru = bq.json.loads((tmp_path / "out" / "quality.json").read_text())["runs"][1]
     assert [t["dropout"] for t in gru["search"]] == [0.0, 0.1, 0.2]
     assert [t["measured_in"] for t in gru["search"]] == [str(files[0]), str(files[1]), str(files[1])]
+
+
+def test_merging_a_merged_file_with_a_new_run_equals_merging_every_source_at_once(bq, tmp_path):
+    def run(name, dropout, val, test, steps):
+        curve = [{"train_s": 60.0, "step": steps // 2, "val_loss": val + 0.1, "test_loss": test + 0.1},
+                 {"train_s": 120.0, "step": steps, "val_loss": val, "test_loss": test}]
+        return {"name": name, "config": {"dropout": dropout}, "curve": curve, "params": 1000,
+                "chars_per_s": float(steps), "steps": steps, "best_val_streamed": val, "test_exact": test}
+
+    def meta(date):
+        return {"date": date, "corpus_sha256": "abc", "corpus": "c.txt", "cpus": 2, "minutes": 2.0}
+
+    docs = [{"meta": meta("d0"), "runs": [run("charnn", 0.3, 1.40, 1.50, 30), run("pytorch-gru", 0.2, 1.45, 1.58, 20)]},
+            {"meta": meta("d1"), "runs": [run("pytorch-lstm", 0.2, 1.47, 1.60, 25)]},
+            {"meta": meta("d2"), "runs": [run("pytorch-gru", 0.1, 1.46, 1.57, 22)]},
+            {"meta": meta("d3"), "runs": [run("pytorch-lstm", 0.0, 1.43, 1.61, 27)]}]  # beats the published 0.2
+    files = []
+    for i, doc in enumerate(docs):
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(bq.json.dumps(doc))
+    bq.merge(files, tmp_path / "all")
+    bq.merge(files[:3], tmp_path / "published")
+    bq.merge([tmp_path / "published" / "quality.json", files[3]], tmp_path / "extended")
+    at_once = (tmp_path / "all" / "quality.json").read_text()
+    assert (tmp_path / "extended" / "quality.json").read_text() == at_once
+    merged = bq.json.loads(at_once)
+    # provenance lists each source once, not the intermediate merge
+    assert [s["file"] for s in merged["meta"]["merged_from"]] == [str(f) for f in files]
+    lstm = merged["runs"][2]
+    assert lstm["config"]["dropout"] == 0.0 and lstm["measured_in"] == str(files[3])
+    assert [(t["dropout"], t["measured_in"], t["steps"]) for t in lstm["search"]] == \
+        [(0.2, str(files[1]), 25), (0.0, str(files[3]), 27)]
+    gru = merged["runs"][1]
+    assert gru["config"]["dropout"] == 0.2 and [t["dropout"] for t in gru["search"]] == [0.2, 0.1]
