@@ -93,8 +93,7 @@ def stdlib_text(limit: int = STDLIB_CHARS) -> str:
 
 def load_corpus(name: str) -> str:
     if name == "shakespeare":
-        path = Path("/work/shared/data/tinyshakespeare.txt")
-        return load_text(path if path.exists() else default_corpus_path())
+        return load_text(default_corpus_path())
     if name == "stdlib":
         return stdlib_text()
     return load_text(name)                                        # any text file

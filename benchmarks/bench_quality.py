@@ -349,11 +349,9 @@ def search_twin(name: str, dropouts: list[float], **kw: Any) -> dict:
 def tried_value(run: dict) -> dict:
     """One value of a dropout search as "search" lists it: the value, its scores, and how many steps
     the budget bought (a search spread over machines of different speed compares unequal step counts)."""
-    entry = {"dropout": run["config"].get("dropout"), "best_val_streamed": run["best_val_streamed"],
-             "test_exact": run["test_exact"], "steps": run.get("steps"), "chars_per_s": run.get("chars_per_s")}
-    if "measured_in" in run:
-        entry["measured_in"] = run["measured_in"]
-    return entry
+    return {**({"measured_in": run["measured_in"]} if "measured_in" in run else {}),
+            "dropout": run["config"].get("dropout"), "best_val_streamed": run["best_val_streamed"],
+            "test_exact": run["test_exact"], "steps": run.get("steps"), "chars_per_s": run.get("chars_per_s")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,12 +429,21 @@ def best_of_each(runs: list[dict]) -> list[dict]:
     for name, group in by_name.items():
         best = min(group, key=lambda r: r["best_val_streamed"])
         if len(group) > 1:
-            # each value names the file it was measured in (a part's own search: that part's file)
-            tried = [{**({"measured_in": r["measured_in"]} if "measured_in" in r else {}), **t}
-                     for r in group for t in (r.get("search") or [tried_value(r)])]
+            tried = [t for r in group for t in (r.get("search") or [tried_value(r)])]
             best = {**best, "search": tried}
         chosen.append(best)
     return chosen
+
+
+def sourced(run: dict, file: Path, doc: dict) -> dict:
+    """The run as merge reads it: it, and each value of its own search, names the file it was measured in.
+    A file that is itself a merge (a published result extended by a new run) keeps what it recorded,
+    so merging in steps gives what merging every source at once gives."""
+    if "merged_from" in doc["meta"]:
+        return dict(run, measured_in=run.get("measured_in", str(file)))
+    if "search" in run:
+        run = dict(run, search=[{"measured_in": str(file), **t} for t in run["search"]])
+    return dict(run, measured_in=str(file))
 
 
 def merge(files: list[Path], out: Path) -> None:
@@ -445,10 +452,7 @@ def merge(files: list[Path], out: Path) -> None:
     shas = {d["meta"]["corpus_sha256"] for d in docs}
     if len(shas) != 1:
         raise SystemExit(f"the files measure {len(shas)} different corpora: {', '.join(map(str, files))}")
-    # A file that is itself a merge (a published result extended by a new run) contributes its sources
-    # and runs as they were, so merging in steps gives what merging every source at once gives.
-    runs = best_of_each([dict(r, measured_in=r.get("measured_in", str(f)) if "merged_from" in d["meta"] else str(f))
-                         for f, d in zip(files, docs) for r in d["runs"]])
+    runs = best_of_each([sourced(r, f, d) for f, d in zip(files, docs) for r in d["runs"]])
     sources = [s for f, d in zip(files, docs)
                for s in (d["meta"]["merged_from"] if "merged_from" in d["meta"] else [{"file": str(f), **d["meta"]}])]
     meta = {**docs[0]["meta"], "merged_from": sources}

@@ -147,3 +147,16 @@ def test_merging_a_merged_file_with_a_new_run_equals_merging_every_source_at_onc
         [(0.2, str(files[1]), 25), (0.0, str(files[3]), 27)]
     gru = merged["runs"][1]
     assert gru["config"]["dropout"] == 0.2 and [t["dropout"] for t in gru["search"]] == [0.2, 0.1]
+    # a merge written before searches named their files: its values stay unnamed, not misattributed
+    old = bq.json.loads((tmp_path / "published" / "quality.json").read_text())
+    for r in old["runs"]:
+        for t in r.get("search", []):
+            del t["measured_in"]
+    (tmp_path / "old.json").write_text(bq.json.dumps(old))
+    (tmp_path / "new.json").write_text(bq.json.dumps({"meta": meta("d4"), "runs": [run("pytorch-gru", 0.3, 1.50, 1.62, 21)]}))
+    bq.merge([tmp_path / "old.json", files[3], tmp_path / "new.json"], tmp_path / "old-extended")
+    runs = bq.json.loads((tmp_path / "old-extended" / "quality.json").read_text())["runs"]
+    assert [(t["dropout"], t.get("measured_in")) for t in runs[1]["search"]] == \
+        [(0.2, None), (0.1, None), (0.3, str(tmp_path / "new.json"))]
+    # a run names its own file, so a value that was a run of the merge is still named
+    assert [t.get("measured_in") for t in runs[2]["search"]] == [str(files[1]), str(files[3])]
