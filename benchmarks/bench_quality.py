@@ -347,10 +347,12 @@ def search_twin(name: str, dropouts: list[float], **kw: Any) -> dict:
 
 
 def tried_value(run: dict) -> dict:
-    """One value of a dropout search as "search" lists it: the value, its scores, and how many steps
-    the budget bought (a search spread over machines of different speed compares unequal step counts)."""
+    """One value of a dropout search as "search" lists it: the value and the width it ran at (a merged
+    search may span widths), its scores, and how many steps the budget bought (a search spread over
+    machines of different speed compares unequal step counts)."""
     return {**({"measured_in": run["measured_in"]} if "measured_in" in run else {}),
-            "dropout": run["config"].get("dropout"), "best_val_streamed": run["best_val_streamed"],
+            "dropout": run["config"].get("dropout"), "hidden_size": run["config"].get("hidden_size"),
+            "best_val_streamed": run["best_val_streamed"],
             "test_exact": run["test_exact"], "steps": run.get("steps"), "chars_per_s": run.get("chars_per_s")}
 
 

@@ -82,15 +82,15 @@ def test_each_point_is_the_test_loss_of_the_best_on_validation_model(bq, tmp_pat
 
 
 def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tmp_path):
-    def run(name, dropout, val, test):
+    def run(name, dropout, val, test, hidden=256):
         curve = [{"train_s": 60.0, "step": 10, "val_loss": val + 0.1, "test_loss": test + 0.1},
                  {"train_s": 120.0, "step": 20, "val_loss": val, "test_loss": test}]
-        return {"name": name, "config": {"dropout": dropout}, "curve": curve, "params": 1000,
+        return {"name": name, "config": {"dropout": dropout, "hidden_size": hidden}, "curve": curve, "params": 1000,
                 "chars_per_s": 1.0, "steps": 20, "best_val_streamed": val, "test_exact": test}
 
     meta = {"corpus_sha256": "abc", "corpus": "c.txt", "cpus": 2, "minutes": 2.0}
     a = {"meta": meta, "runs": [run("charnn", 0.3, 1.40, 1.50), run("pytorch-gru", 0.0, 1.45, 1.58)]}
-    b = {"meta": meta, "runs": [run("pytorch-gru", 0.1, 1.44, 1.59)]}
+    b = {"meta": meta, "runs": [run("pytorch-gru", 0.1, 1.44, 1.59, hidden=320)]}
     files = []
     for i, doc in enumerate((a, b)):
         files.append(tmp_path / f"{i}.json")
@@ -104,6 +104,8 @@ def test_merge_keeps_the_twin_best_on_validation_of_a_search_run_in_parts(bq, tm
     assert [(t["dropout"], t["best_val_streamed"]) for t in gru["search"]] == [(0.0, 1.45), (0.1, 1.44)]
     # each value tried names where it was measured and the steps it had (machines differ in speed)
     assert [(t["measured_in"], t["steps"]) for t in gru["search"]] == [(str(files[0]), 20), (str(files[1]), 20)]
+    # and the width it ran at: parts run on different machines may have sized the twin differently
+    assert [t["hidden_size"] for t in gru["search"]] == [256, 320]
     assert "search" not in merged["runs"][0]
     # a part that was itself a search contributes every value it tried
     b["runs"][0]["search"] = [{"dropout": 0.1, "best_val_streamed": 1.44, "test_exact": 1.59},
