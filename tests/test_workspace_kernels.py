@@ -1,5 +1,5 @@
 """Speed machinery of the stacks must not change results: kept work buffers (charnn.nn.workspace) and
-the compiled LSTM step kernels (charnn.nn.kernels) against the plain NumPy path."""
+the compiled LSTM and GRU step kernels (charnn.nn.kernels) against the plain NumPy path."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,6 +51,87 @@ def test_compiled_backward_step_is_the_formula():
     kernels.lstm_backward_step()(at, dh, got_dc, tc, c_prev)
     np.testing.assert_allclose(at, want, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(got_dc, dc_t * f, rtol=1e-14, atol=1e-15)
+
+
+def _gru_run(dtype, T=12, B=5, H=7, seed=0):
+    rng = np.random.default_rng(seed)
+    W = (rng.standard_normal((3 * H, H)) * 0.4).astype(dtype)
+    bn = rng.standard_normal(H).astype(dtype)
+    a = rng.standard_normal((T, B, 3 * H)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    dhs = rng.standard_normal((T, B, H)).astype(dtype)
+    hs, cache = cells.gru_forward(a, W, bn, h0)
+    hs, gates, hn = hs.copy(), cache.gates.copy(), cache.hn.copy()
+    da, dW, dbn, dh0 = cells.gru_backward(dhs, W, cache)
+    return [hs, gates, hn, da.copy(), dW, dbn, dh0]
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 2e-6)])
+def test_compiled_gru_steps_match_numpy(monkeypatch, dtype, tol):
+    monkeypatch.setenv("CHARNN_NO_NUMBA", "1")
+    assert not kernels.available()
+    plain = _gru_run(dtype)
+    monkeypatch.setenv("CHARNN_NO_NUMBA", "0")
+    assert kernels.available()
+    fused = _gru_run(dtype)
+    for name, p, f in zip(["hs", "gates", "hn", "da", "dW", "dbn", "dh0"], plain, fused):
+        assert f.dtype == dtype, name
+        err = np.abs(p - f).max() / max(np.abs(p).max(), 1e-30)
+        assert err < tol, (name, err)
+
+
+def _gru_step_inputs(B=4, H=6, seed=5):
+    rng = np.random.default_rng(seed)
+    r, u = (1 / (1 + np.exp(-rng.standard_normal((B, H)))) for _ in range(2))
+    n = np.tanh(rng.standard_normal((B, H)))
+    dh, dh_next, h_prev, hn = (rng.standard_normal((B, H)) for _ in range(4))
+    rec = rng.standard_normal((H, B))
+    return r, u, n, dh, dh_next, rec, h_prev, hn
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python-source"])
+def test_gru_backward_step_is_the_formula(compiled):
+    """One step of the kernel (compiled, and its Python source) against docs/cells.md (C.6) in float64."""
+    r, u, n, dh, dh_next, rec, h_prev, hn = _gru_step_inputs()
+    d = dh + dh_next + rec.T
+    dn = d * (1 - u) * (1 - n ** 2)
+    du = d * (h_prev - n) * u * (1 - u)
+    dr = dn * hn * r * (1 - r)
+    at = np.concatenate([r, u, n], axis=1)
+    dq = np.empty_like(at)
+    got_next = dh_next.copy()
+    step = kernels.gru_backward_step() if compiled else kernels._gru_backward_step_py
+    step(at, dh, got_next, rec, h_prev, hn, dq)
+    np.testing.assert_allclose(at, np.concatenate([dr, du, dn], axis=1), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dq, np.concatenate([dr, du, dn * r], axis=1), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got_next, d * u, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python-source"])
+def test_gru_forward_passes_are_the_formula(compiled):
+    """gates_in, tanh, candidate, tanh, output: one GRU step (docs/cells.md (C.5)) in float64."""
+    rng = np.random.default_rng(6)
+    B, H = 4, 6
+    a = rng.standard_normal((B, 3 * H))
+    q = rng.standard_normal((3 * H, B))
+    bn, h_prev = rng.standard_normal(H), rng.standard_normal((B, H))
+    sig = lambda x: 1 / (1 + np.exp(-x))
+    r, u = sig(a[:, :H] + q[:H].T), sig(a[:, H:2 * H] + q[H:2 * H].T)
+    hn_want = q[2 * H:].T + bn
+    n = np.tanh(a[:, 2 * H:] + r * hn_want)
+    if compiled:
+        gates_in, candidate, output = kernels.gru_forward_steps()
+    else:
+        gates_in, candidate, output = kernels._gru_gates_in_py, kernels._gru_candidate_py, kernels._gru_output_py
+    at, hn, h = a.copy(), np.empty((B, H)), np.empty((B, H))
+    gates_in(at, q, bn, hn)
+    np.tanh(at[:, :2 * H], out=at[:, :2 * H])
+    candidate(at, hn)
+    np.tanh(at[:, 2 * H:], out=at[:, 2 * H:])
+    output(at, h_prev, h)
+    np.testing.assert_allclose(hn, hn_want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(at, np.concatenate([r, u, n], axis=1), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(h, (1 - u) * n + u * h_prev, rtol=1e-13, atol=1e-15)
 
 
 def _batch(V=11, B=6, T=9, seed=1):

@@ -288,9 +288,20 @@ def gru_forward(a: Any, W: Any, bn: Any, h0: Any, *, ws: str = "") -> tuple[Any,
     hn = _empty(xp, ws + "hn", (T, B, H), dt)
     hs[0] = h0
     qT = _empty(xp, ws + "qT", (G, B), dt)
-    tmp = _empty(xp, ws + "tmp", (B, H), dt)
+    fused = kernels.gru_forward_steps() if xp is np and T > 4 else None
+    if fused is not None:
+        gates_in, candidate, output = fused
+    else:
+        tmp = _empty(xp, ws + "tmp", (B, H), dt)
     for t in range(T):
         at = a[t]
+        if fused is not None:                                 # the same arithmetic below, in three passes
+            gates_in(at, _recurrent_into(xp, W, hs[t], qT), bn, hn[t])
+            xp.tanh(at[:, :H2], out=at[:, :H2])
+            candidate(at, hn[t])
+            xp.tanh(at[:, H2:], out=at[:, H2:])
+            output(at, hs[t], hs[t + 1])
+            continue
         q = _recurrent_into(xp, W, hs[t], qT).T
         rz = at[:, :H2]
         rz += q[:, :H2]
@@ -327,11 +338,32 @@ def gru_backward(dhs: Any, W: Any, cache: GRUCache, *, ws: str = "") -> tuple[An
     dt = dhs.dtype
     dq = _empty(xp, ws + "dq", (T, B, 3 * H), dt)     # recurrent-side gradients [dr̂, dẑ, dq_n]
     dh_next = _zeros(xp, ws + "dh_next", (B, H), dt)
+    WT = _backward_operand(xp, W, T)
+    fused = kernels.gru_backward_step() if xp is np and T > 4 else None
+    if fused is not None:                             # the loop below, its element-wise part in one pass
+        recT = _zeros(xp, ws + "recT", (H, B), dt)    # Wᵀ dq_{t+1}, added inside the kernel
+        for t in range(T - 1, -1, -1):
+            fused(gates[t], dhs[t], dh_next, recT, hs[t], hn[t], dq[t])
+            xp.matmul(WT, dq[t].T, out=recT)
+        dh_next += recT.T
+    else:
+        _gru_backward_steps(xp, dhs, WT, gates, hs, hn, dq, dh_next, ws)
+    N = T * B
+    dW = dq.reshape(N, 3 * H).T @ hs[:-1].reshape(N, H)
+    dbn = dq[:, :, H2:].reshape(N, H).sum(axis=0)
+    return gates, dW, dbn, dh_next
+
+
+def _gru_backward_steps(xp: Any, dhs: Any, WT: Any, gates: Any, hs: Any, hn: Any, dq: Any,
+                        dh_next: Any, ws: str) -> None:
+    """The per-step loop of `gru_backward` in NumPy/CuPy calls (the plain path)."""
+    T, B, H = dhs.shape
+    H2 = 2 * H
+    dt = dhs.dtype
     dn = _empty(xp, ws + "dn", (B, H), dt)
     tmp = _empty(xp, ws + "tmp", (B, H), dt)
     s2 = _empty(xp, ws + "s2", (B, H2), dt)
     recT = _empty(xp, ws + "recT", (H, B), dt)
-    WT = _backward_operand(xp, W, T)
     for t in range(T - 1, -1, -1):
         at = gates[t]
         r, z, n = at[:, :H], at[:, H:H2], at[:, H2:]
@@ -361,10 +393,6 @@ def gru_backward(dhs: Any, W: Any, cache: GRUCache, *, ws: str = "") -> tuple[An
         at[:, H2:] = dn
         xp.matmul(WT, qt.T, out=recT)                 # Wᵀ dq_t, feature-major
         dh_next += recT.T
-    N = T * B
-    dW = dq.reshape(N, 3 * H).T @ hs[:-1].reshape(N, H)
-    dbn = dq[:, :, H2:].reshape(N, H).sum(axis=0)
-    return gates, dW, dbn, dh_next
 
 
 # --------------------------------------------------------------------------------------------

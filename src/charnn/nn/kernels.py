@@ -6,16 +6,17 @@ each with its own dispatch overhead. `generate` runs n steps of any cell and lay
 compiled loop. It computes what the NumPy path of `charnn.nn.generate` computes (same formulas,
 same uniforms, same inverse-CDF rule), so the two agree up to float rounding in the products.
 
-LSTM steps (`charnn.nn.cells`): the element-wise work of one LSTM time step is about ten NumPy calls
-forward and fifteen backward over (B, 4H) and (B, H) blocks. `lstm_forward_steps` and
-`lstm_backward_step` do the same arithmetic in two and one compiled passes (the forward pass keeps
-NumPy's vectorised tanh, which Numba cannot match without SVML). Compiled with nogil, so the batch
+LSTM and GRU steps (`charnn.nn.cells`): the element-wise work of one gated time step is about ten
+NumPy calls forward and fifteen backward over (B, G·H) and (B, H) blocks, many of them on strided
+gate slices. `lstm_forward_steps`/`lstm_backward_step` and `gru_forward_steps`/`gru_backward_step`
+do the same arithmetic in two or three compiled passes forward and one backward (the forward
+passes keep NumPy's vectorised tanh, which Numba cannot match without SVML). Compiled with nogil, so the batch
 shards of a training step run them in parallel threads. Results agree with the NumPy path to
 rounding (tested, float32 and float64).
 
 The vanilla RNN's training and evaluation stay NumPy: compiled recurrences were measured about 10%
 faster at batch 1, but importing numba adds 60-100 MB to the process, which the vanilla
-`charnn train` cannot afford (its peak memory is a target). The LSTM pays that import.
+`charnn train` cannot afford (its peak memory is a target). The LSTM and GRU pay that import.
 Every kernel is compiled with numba's on-disk cache, so only the first process pays the compile.
 
 Optional: without numba installed, or with the environment variable CHARNN_NO_NUMBA=1,
@@ -248,6 +249,81 @@ def _lstm_cell_py(at: np.ndarray, c_prev: np.ndarray, c: np.ndarray) -> None:
             c[b, j] = at[b, H + j] * c_prev[b, j] + at[b, j] * at[b, 3 * H + j]
 
 
+def _gru_gates_in_py(at: np.ndarray, q: np.ndarray, bn: np.ndarray, hn: np.ndarray) -> None:
+    """at[:, :2H] ← (at + q_{r,u}ᵀ) / 2 and hn ← q_nᵀ + b_hn: the first pass of a GRU step.
+
+    at (B, 3H) holds U x_t + b in row form, q (3H, B) holds W h_{t−1} feature-major (the per-step
+    GEMM's output). The r and u blocks are halved because σ(x) = ½ + ½ tanh(x/2) follows as one
+    NumPy tanh; hn = W_n h_{t−1} + b_hn is the term the reset gate scales (kept for the backward).
+    """
+    B, G = at.shape
+    H = G // 3
+    H2 = 2 * H
+    half = at.dtype.type(0.5)
+    for b in range(B):
+        for j in range(H2):
+            at[b, j] = (at[b, j] + q[j, b]) * half
+        for j in range(H):
+            hn[b, j] = q[H2 + j, b] + bn[j]
+
+
+def _gru_candidate_py(at: np.ndarray, hn: np.ndarray) -> None:
+    """After tanh over the r, u blocks: σ finished (½ + ½ tanh) and â_n ← a_n + r ⊙ hn, in place."""
+    B, G = at.shape
+    H = G // 3
+    half = at.dtype.type(0.5)
+    for b in range(B):
+        for j in range(2 * H):
+            at[b, j] = half + half * at[b, j]
+        for j in range(H):
+            at[b, 2 * H + j] = at[b, 2 * H + j] + at[b, j] * hn[b, j]
+
+
+def _gru_output_py(at: np.ndarray, h_prev: np.ndarray, h: np.ndarray) -> None:
+    """After tanh over the n block: h_t = n + u ⊙ (h_{t−1} − n)."""
+    B, G = at.shape
+    H = G // 3
+    for b in range(B):
+        for j in range(H):
+            n = at[b, 2 * H + j]
+            h[b, j] = n + (h_prev[b, j] - n) * at[b, H + j]
+
+
+def _gru_backward_step_py(at: np.ndarray, dh: np.ndarray, dh_next: np.ndarray, rec: np.ndarray,
+                          h_prev: np.ndarray, hn: np.ndarray, dq: np.ndarray) -> None:
+    """One GRU step back through its gates, in place (the element-wise part of `cells.gru_backward`).
+
+    In: at (B, 3H) the activated gates (r, u, n) of step t; dh = dL/dh_t from above (B, H); dh_next
+    (B, H) the direct path dh_{t+1} ⊙ u_{t+1} and rec (H, B) the recurrent path Wᵀ dq_{t+1}, so that
+    d = dh + dh_next + recᵀ is the whole dL/dh_t; h_prev = h_{t−1}; hn = W_n h_{t−1} + b_hn.
+    Out: dq ← [dr̂, dû, dq_n], at ← [dr̂, dû, dn̂], dh_next ← d ⊙ u:
+
+        dn̂ = d ⊙ (1 − u) ⊙ (1 − n²)       dû = d ⊙ (h_{t−1} − n) ⊙ u(1 − u)
+        dq_n = dn̂ ⊙ r                     dr̂ = dn̂ ⊙ hn ⊙ r(1 − r)
+
+    One pass instead of about fifteen NumPy calls; the same products in the same dtype.
+    """
+    B, G = at.shape
+    H = G // 3
+    one = at.dtype.type(1)
+    for b in range(B):
+        for j in range(H):
+            r = at[b, j]
+            u = at[b, H + j]
+            n = at[b, 2 * H + j]
+            d = dh[b, j] + (dh_next[b, j] + rec[j, b])
+            dn = (one - n * n) * (one - u) * d
+            du = (h_prev[b, j] - n) * d * (u - u * u)
+            dr = dn * hn[b, j] * (r - r * r)
+            dq[b, j] = dr
+            dq[b, H + j] = du
+            dq[b, 2 * H + j] = dn * r
+            at[b, j] = dr
+            at[b, H + j] = du
+            at[b, 2 * H + j] = dn
+            dh_next[b, j] = d * u
+
+
 def _build(name: str) -> None:
     nb = _numba
     # cache=True: compiled once, kept in numba's on-disk cache beside this file (__pycache__), so
@@ -257,7 +333,8 @@ def _build(name: str) -> None:
         # (top-k masking relies on −inf).
         globals()["_matvec"] = nb.njit(cache=True, fastmath={"reassoc", "contract"})(_matvec_py)
         _compiled["generate"] = nb.njit(cache=True)(_generate_py)
-    elif name in ("lstm_backward_step", "lstm_gates_in", "lstm_cell"):
+    elif name in ("lstm_backward_step", "lstm_gates_in", "lstm_cell",
+                  "gru_gates_in", "gru_candidate", "gru_output", "gru_backward_step"):
         # nogil: the batch shards of a training step run these in parallel threads.
         _compiled[name] = nb.njit(cache=True, nogil=True)(globals()[f"_{name}_py"])
     else:
@@ -278,6 +355,19 @@ def lstm_backward_step() -> Callable[..., None] | None:
 def lstm_forward_steps() -> tuple[Callable[..., None], Callable[..., None]] | None:
     """The compiled (`_lstm_gates_in_py`, `_lstm_cell_py`), or None when numba is unavailable or disabled."""
     return (_kernel("lstm_gates_in"), _kernel("lstm_cell")) if available() else None
+
+
+def gru_forward_steps() -> tuple[Callable[..., None], Callable[..., None], Callable[..., None]] | None:
+    """The compiled (`_gru_gates_in_py`, `_gru_candidate_py`, `_gru_output_py`), or None when numba
+    is unavailable or disabled."""
+    if not available():
+        return None
+    return _kernel("gru_gates_in"), _kernel("gru_candidate"), _kernel("gru_output")
+
+
+def gru_backward_step() -> Callable[..., None] | None:
+    """The compiled `_gru_backward_step_py`, or None when numba is unavailable or disabled."""
+    return _kernel("gru_backward_step") if available() else None
 
 
 CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}
