@@ -8,8 +8,7 @@ import pytest
 from charnn.nn import cells, kernels, workspace
 from charnn import model as stack
 
-def _lstm_run(dtype, T=12, B=5, H=7, seed=0):
-    rng = np.random.default_rng(seed)
+def _lstm_run(dtype, T, B, H, rng):
     W = (rng.standard_normal((4 * H, H)) * 0.4).astype(dtype)
     a = rng.standard_normal((T, B, 4 * H)).astype(dtype)
     h0 = rng.standard_normal((B, H)).astype(dtype)
@@ -18,18 +17,37 @@ def _lstm_run(dtype, T=12, B=5, H=7, seed=0):
     hs, cache = cells.lstm_forward(a, W, h0, c0)
     hs, cs, tcs = hs.copy(), cache.cs.copy(), cache.tcs.copy()
     da, dW, dh0, dc0 = cells.lstm_backward(dhs, W, cache)
-    return [hs, cs, tcs, da.copy(), dW, dh0, dc0]
+    return {"hs": hs, "cs": cs, "tanh c": tcs, "da": da.copy(), "dW": dW, "dh0": dh0, "dc0": dc0}
 
 
+def _gru_run(dtype, T, B, H, rng):
+    W = (rng.standard_normal((3 * H, H)) * 0.4).astype(dtype)
+    bn = rng.standard_normal(H).astype(dtype)
+    a = rng.standard_normal((T, B, 3 * H)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    dhs = rng.standard_normal((T, B, H)).astype(dtype)
+    hs, cache = cells.gru_forward(a, W, bn, h0)
+    hs, gates, hn = hs.copy(), cache.gates.copy(), cache.hn.copy()
+    da, dW, dbn, dh0 = cells.gru_backward(dhs, W, cache)
+    return {"hs": hs, "gates": gates, "hn": hn, "da": da.copy(), "dW": dW, "dbn": dbn, "dh0": dh0}
+
+
+_RUNS = {"lstm": _lstm_run, "gru": _gru_run}
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 2e-6)])
-def test_compiled_lstm_steps_match_numpy(monkeypatch, dtype, tol):
+def test_compiled_steps_match_numpy(monkeypatch, cell, dtype, tol):
+    """Forward and backward through T = 12 steps (compiled when T > 4) against the NumPy path."""
+    run = lambda: _RUNS[cell](dtype, T=12, B=5, H=7, rng=np.random.default_rng(0))
     monkeypatch.setenv("CHARNN_NO_NUMBA", "1")
     assert not kernels.available()
-    plain = _lstm_run(dtype)
+    plain = run()
     monkeypatch.setenv("CHARNN_NO_NUMBA", "0")
     assert kernels.available()
-    fused = _lstm_run(dtype)
-    for name, p, f in zip(["hs", "cs", "tanh c", "da", "dW", "dh0", "dc0"], plain, fused):
+    fused = run()
+    for name, p in plain.items():
+        f = fused[name]
         assert f.dtype == dtype, name
         err = np.abs(p - f).max() / max(np.abs(p).max(), 1e-30)
         assert err < tol, (name, err)
@@ -51,33 +69,6 @@ def test_compiled_backward_step_is_the_formula():
     kernels.lstm_backward_step()(at, dh, got_dc, tc, c_prev)
     np.testing.assert_allclose(at, want, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(got_dc, dc_t * f, rtol=1e-14, atol=1e-15)
-
-
-def _gru_run(dtype, T=12, B=5, H=7, seed=0):
-    rng = np.random.default_rng(seed)
-    W = (rng.standard_normal((3 * H, H)) * 0.4).astype(dtype)
-    bn = rng.standard_normal(H).astype(dtype)
-    a = rng.standard_normal((T, B, 3 * H)).astype(dtype)
-    h0 = rng.standard_normal((B, H)).astype(dtype)
-    dhs = rng.standard_normal((T, B, H)).astype(dtype)
-    hs, cache = cells.gru_forward(a, W, bn, h0)
-    hs, gates, hn = hs.copy(), cache.gates.copy(), cache.hn.copy()
-    da, dW, dbn, dh0 = cells.gru_backward(dhs, W, cache)
-    return [hs, gates, hn, da.copy(), dW, dbn, dh0]
-
-
-@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-14), (np.float32, 2e-6)])
-def test_compiled_gru_steps_match_numpy(monkeypatch, dtype, tol):
-    monkeypatch.setenv("CHARNN_NO_NUMBA", "1")
-    assert not kernels.available()
-    plain = _gru_run(dtype)
-    monkeypatch.setenv("CHARNN_NO_NUMBA", "0")
-    assert kernels.available()
-    fused = _gru_run(dtype)
-    for name, p, f in zip(["hs", "gates", "hn", "da", "dW", "dbn", "dh0"], plain, fused):
-        assert f.dtype == dtype, name
-        err = np.abs(p - f).max() / max(np.abs(p).max(), 1e-30)
-        assert err < tol, (name, err)
 
 
 def _gru_step_inputs(B=4, H=6, seed=5):
