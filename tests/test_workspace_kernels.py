@@ -53,6 +53,21 @@ def test_compiled_steps_match_numpy(monkeypatch, cell, dtype, tol):
         assert err < tol, (name, err)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("T,compiled", [(12, True), (4, False)])
+def test_cells_take_the_compiled_steps_for_numpy_sequences(monkeypatch, cell, T, compiled):
+    """The forward and backward of each gated cell run its kernels for NumPy arrays when T > 4, and
+    the plain loop otherwise (so the equality above is a comparison with the kernels, not of the
+    NumPy path with itself)."""
+    asked = []
+    for name in (f"{cell}_forward_steps", f"{cell}_backward_step"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda real=real, name=name: asked.append(name) or real())
+    monkeypatch.setenv("CHARNN_NO_NUMBA", "0")
+    _RUNS[cell](np.float64, T=T, B=3, H=4, rng=np.random.default_rng(1))
+    assert asked == ([f"{cell}_forward_steps", f"{cell}_backward_step"] if compiled else [])
+
+
 def test_compiled_backward_step_is_the_formula():
     """One step of the kernel against the equations written out in float64."""
     rng = np.random.default_rng(3)

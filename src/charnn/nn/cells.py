@@ -20,8 +20,9 @@ cell, and `Cell` (at the end of this file) is that contract; `CELLS` holds one p
   the recurrent gradient dL/dh_{t-1} += Wᵀ da_t (again feature-major, ``Wᵀ @ da.T``), and forms
   dW = Σ_t da_tᵀ h_{t-1} as a single (G·H × TB)·(TB × H) GEMM after the loop.
 * Work buffers are named (``ws`` prefix) so that `charnn.nn.workspace` can keep them from one
-  training step to the next; for NumPy float arrays with T > 4 the LSTM's element-wise step
-  runs as compiled kernels (`charnn.nn.kernels`), the same arithmetic in fewer passes.
+  training step to the next; for NumPy float arrays with T > 4 the LSTM's and GRU's element-wise
+  steps run as compiled kernels (`charnn.nn.kernels`, chosen in `_compiled_steps`), the same
+  arithmetic in fewer passes.
 
 Gate order within the G·H rows of W, U and b (ours vs PyTorch):
 
@@ -69,6 +70,16 @@ def _recurrent_into(xp: Any, W: Any, h: Any, out: Any) -> Any:
     ms. No copy of W is needed.
     """
     return xp.matmul(W, h.T, out=out)
+
+
+def _compiled_steps(xp: Any, T: int, kernels_of: Callable[[], Any]) -> Any:
+    """The compiled step kernels `kernels_of()` gives, or None for the plain NumPy/CuPy loop.
+
+    The one place the choice is made: NumPy arrays only (the kernels are CPU code), and more than
+    four steps, so that short reads (a step of generation, a tiny test) stay on the plain loop and
+    never import numba.
+    """
+    return kernels_of() if xp is np and T > 4 else None
 
 
 def _backward_operand(xp: Any, W: Any, T: int) -> Any:
@@ -166,7 +177,7 @@ def lstm_forward(a: Any, W: Any, h0: Any, c0: Any, *, ws: str = "") -> tuple[Any
     cs[0] = c0
     rec = _empty(xp, ws + "rec", (G, B), dt)
     H3 = 3 * H
-    fused = kernels.lstm_forward_steps() if xp is np and T > 4 else None
+    fused = _compiled_steps(xp, T, kernels.lstm_forward_steps)
     if fused is not None:
         gates_in, cell = fused
     else:
@@ -218,7 +229,7 @@ def lstm_backward(dhs: Any, W: Any, cache: LSTMCache, *, ws: str = "") -> tuple[
     dnT = _zeros(xp, ws + "dnT", (H, B), dt)         # Wᵀ da_{t+1}, feature-major
     dc = _zeros(xp, ws + "dc", (B, H), dt)
     WT = _backward_operand(xp, W, T)
-    fused = kernels.lstm_backward_step() if xp is np and T > 4 else None
+    fused = _compiled_steps(xp, T, kernels.lstm_backward_step)
     if fused is None:
         D = _empty(xp, ws + "D", (B, 4 * H), dt)   # upstream gradient of each gate's output
         tmp = _empty(xp, ws + "tmp", (B, H), dt)
@@ -288,7 +299,7 @@ def gru_forward(a: Any, W: Any, bn: Any, h0: Any, *, ws: str = "") -> tuple[Any,
     hn = _empty(xp, ws + "hn", (T, B, H), dt)
     hs[0] = h0
     qT = _empty(xp, ws + "qT", (G, B), dt)
-    fused = kernels.gru_forward_steps() if xp is np and T > 4 else None
+    fused = _compiled_steps(xp, T, kernels.gru_forward_steps)
     if fused is not None:
         gates_in, candidate, output = fused
     else:
@@ -339,7 +350,7 @@ def gru_backward(dhs: Any, W: Any, cache: GRUCache, *, ws: str = "") -> tuple[An
     dq = _empty(xp, ws + "dq", (T, B, 3 * H), dt)     # recurrent-side gradients [dr̂, dẑ, dq_n]
     dh_next = _zeros(xp, ws + "dh_next", (B, H), dt)
     WT = _backward_operand(xp, W, T)
-    fused = kernels.gru_backward_step() if xp is np and T > 4 else None
+    fused = _compiled_steps(xp, T, kernels.gru_backward_step)
     if fused is not None:                             # the loop below, its element-wise part in one pass
         recT = _zeros(xp, ws + "recT", (H, B), dt)    # Wᵀ dq_{t+1}, added inside the kernel
         for t in range(T - 1, -1, -1):
