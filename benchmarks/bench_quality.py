@@ -155,7 +155,7 @@ def steps_per_s(cfg: Config, corpus: Corpus, n: int = 3) -> float:
             if len(times) > n:
                 raise train.StopTraining
     probe = cfg.replace(max_minutes=0.0, max_steps=n + 1, eval_every=0, epochs=1, sample_length=1,
-                        init_from="", extend_vocab=False)
+                        init_from="", extend_vocab=False, reg_ramp=0.0)
     train.train(probe, None, corpus=corpus, callbacks=[cb], progress=False, log=None)
     return 1.0 / float(np.median(times[1:])) if len(times) > 1 else 1.0
 

@@ -794,6 +794,24 @@ def _():
     assert math.isclose(scaled.dropout, 0.3 * s, rel_tol=2e-3) and math.isclose(scaled.weight_decay, 0.1 * s, rel_tol=2e-3)
 
 
+@equation("C.8b", "f4b2a0d08f66")
+def _():
+    from charnn.data.corpus import Corpus
+    from charnn.train.config import Config
+    from charnn.train.trainer import Trainer
+
+    cfg = Config(cell="gru", layers=2, hidden_size=8, batch_size=4, max_len=10, max_steps=40, reg_ramp=0.25,
+                 dropout=0.3, weight_drop=0.2, weight_decay=0.1)
+    t = Trainer(cfg, Corpus.from_text("the ramp rises with the run. " * 100), progress=False, log=None)
+    for n in range(40):                                    # p_n = n / 40 without a time budget
+        t.step = n
+        assert math.isclose(t.reg_scale(), min(1.0, (n / 40) / 0.25), rel_tol=1e-12)
+    timed = Trainer(cfg.replace(max_minutes=4.0), t.corpus, progress=False, log=None)
+    for seconds in (0.0, 12.0, 30.0, 60.0, 200.0):         # p = train_s / 240 s with one
+        timed.train_before = seconds
+        assert math.isclose(timed.reg_scale(), min(1.0, seconds / 240 / 0.25), rel_tol=1e-12)
+
+
 @equation("C.9", "3c5cf415dbad")
 def _():
     p = model.init_params(K, H, seed=38, dtype=np.float64, cell="gru", embed=3)

@@ -239,6 +239,9 @@ _TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
      "with --min-steps: the exposure (parameters per training character × epochs in the budget) that "
      "--dropout, --weight-drop and --weight-decay are set for; less exposure x scales them by x / X; "
      "0 = as given [0]"),
+    ("--reg-ramp", "reg_ramp", _finite_float,
+     "raise --dropout, --weight-drop and --weight-decay linearly from 0 over this share of the run "
+     "(of --max-minutes if given, else of the steps); 0 = full strength from the first step [0]"),
     ("--eval-every", "eval_every", _whole, "also validate (and save) every N steps; 0 = at epoch ends only [0]"),
     ("--log-every", "log_every", _whole, "write a metrics.jsonl row every N steps [10]"),
     ("--device", "device", str, "cpu or cuda [cpu]"),

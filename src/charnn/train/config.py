@@ -57,6 +57,9 @@ class Config:
                                     # times the epochs the budget reads) that dropout, weight_drop and weight_decay
                                     # are set for; a run whose budget gives less has them scaled by
                                     # x / reg_exposure (charnn.train.sizing); 0 = as given
+    reg_ramp: float = 0.0           # dropout, weight_drop and weight_decay rise linearly from 0 to their value over
+                                    # this share of the run (of the budget's minutes with max_minutes, else of the
+                                    # steps), so the early steps learn unregularised; 0 = full strength throughout
     eval_every: int = 0             # validation every N steps (besides each epoch end); 0 = only at epoch ends
     log_every: int = 10             # write a metrics.jsonl line every N steps
     device: str = "cpu"             # "cpu" | "cuda"
@@ -213,6 +216,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{name.replace('_', '-')} must be a whole number >= 0, got {v!r}")
     _non_negative("max-minutes", cfg.max_minutes, "no limit")
     _non_negative("reg-exposure", cfg.reg_exposure, "the regularisers as given")
+    if not (isinstance(cfg.reg_ramp, (int, float)) and not isinstance(cfg.reg_ramp, bool)
+            and math.isfinite(cfg.reg_ramp) and 0.0 <= cfg.reg_ramp <= 1.0):
+        raise ConfigError(f"reg-ramp must be a share of the run in [0, 1] (0 = no ramp), got {cfg.reg_ramp!r}")
     _validate_cells(cfg)
     _validate_reading(cfg)
 

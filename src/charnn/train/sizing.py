@@ -81,8 +81,10 @@ def step_seconds(cfg: Config, corpus: Corpus) -> float:
     """Seconds per training step of a fresh model of cfg's size on cfg's first batches (median)."""
     from .trainer import Trainer      # the trainer imports this module
 
-    # A process of its own (World()): under MPI the root times its share of the batch alone.
-    trainer = Trainer(cfg.replace(min_steps=0), corpus, progress=False, log=None, world=distributed.World())
+    # A process of its own (World()): under MPI the root times its share of the batch alone. Without
+    # the ramp (reg_ramp): the step is timed with its masks at full strength, as most of the run pays it.
+    trainer = Trainer(cfg.replace(min_steps=0, reg_ramp=0.0), corpus, progress=False, log=None,
+                      world=distributed.World())
     times = []
     for k in range(TIMED_STEPS + 1):
         x, y = trainer.batches.get(k % len(trainer.batches))

@@ -356,14 +356,15 @@ class Trainer:
     def train_step(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """One optimizer step on a (B, T) batch; returns its loss (nats/char)."""
         cfg = self.cfg
-        masks = self.dropout_masks(*np.shape(inputs)) if cfg.dropout > 0 else None
+        ramp = self.reg_scale()
+        masks = self.dropout_masks(*np.shape(inputs), scale=ramp) if cfg.dropout * ramp > 0 else None
         if self.world.size > 1:     # this rank's streams; the masks are the whole batch's, cut the same way
             lo, hi = self.rows
             inputs, targets = inputs[lo:hi], targets[lo:hi]
             masks = None if masks is None else [m[:, lo:hi] for m in masks]
         loss, grads, h_last = model.loss_and_grads(
             self.params, inputs, targets, self.h, masks=masks,
-            weight_masks=self.weight_masks() if cfg.weight_drop > 0 else None)
+            weight_masks=self.weight_masks(scale=ramp) if cfg.weight_drop * ramp > 0 else None)
         loss = self.world.allreduce_mean(loss, grads, self.rows[1] - self.rows[0], cfg.batch_size)
         if not math.isfinite(loss):
             raise TrainingDiverged(self.step + 1, loss, "the training loss", self._last_path(), self.last_saved_step)
@@ -371,6 +372,8 @@ class Trainer:
         if cfg.clip_norm > 0:
             clip_by_global_norm(grads, cfg.clip_norm)
         self.opt.lr = self.lr_at(self.step)
+        if cfg.weight_decay > 0:
+            self.opt.weight_decay = cfg.weight_decay * ramp
         self.opt.step(self.params, grads)
         self.h = h_last if cfg.carry_state else None
         return loss
@@ -389,18 +392,34 @@ class Trainer:
         run reads exactly what a straight one would."""
         self.batches.offset = self.epoch_offset(epoch)
 
-    def dropout_masks(self, B: int, T: int) -> list:
-        """This step's dropout masks, from a generator seeded by (seed, step): resume needs no RNG state."""
+    def reg_scale(self) -> float:
+        """The share of dropout, weight drop and weight decay this step applies (--reg-ramp r):
+
+            s = min(1, p / r)     p = the share of the run done: train_s / budget with max_minutes, else step / steps
+
+        1 without a ramp. A pure function of the step or of the training time, as the learning rate is,
+        so a resumed run needs no state for it.
+        """
+        cfg = self.cfg
+        if cfg.reg_ramp <= 0:
+            return 1.0
+        p = self.train_s / (60.0 * cfg.max_minutes) if cfg.max_minutes > 0 else self.step / max(1, self.total_steps)
+        return min(1.0, max(0.0, p) / cfg.reg_ramp)
+
+    def dropout_masks(self, B: int, T: int, scale: float = 1.0) -> list:
+        """This step's dropout masks at rate dropout·scale, from a generator seeded by (seed, step):
+        resume needs no RNG state."""
         spec = model.describe(self.params)
         rng = np.random.default_rng([self.cfg.seed, 2, self.step])
-        masks = model.dropout_masks(rng, self.cfg.dropout, spec.layers, T, B, spec.hidden_size, np.dtype(self.cfg.dtype),
-                                    locked=self.cfg.locked_dropout)
+        masks = model.dropout_masks(rng, self.cfg.dropout * scale, spec.layers, T, B, spec.hidden_size,
+                                    np.dtype(self.cfg.dtype), locked=self.cfg.locked_dropout)
         return [self.xp.asarray(m) for m in masks]
 
-    def weight_masks(self) -> dict[str, Any]:
-        """This step's weight-drop masks (--weight-drop), from a generator seeded by (seed, 5, step)."""
+    def weight_masks(self, scale: float = 1.0) -> dict[str, Any]:
+        """This step's weight-drop masks (--weight-drop) at rate weight_drop·scale, from a generator
+        seeded by (seed, 5, step)."""
         rng = np.random.default_rng([self.cfg.seed, 5, self.step])
-        masks = model.weight_drop_masks(rng, self.cfg.weight_drop, self.params)   # reads shapes and dtypes only
+        masks = model.weight_drop_masks(rng, self.cfg.weight_drop * scale, self.params)   # reads shapes and dtypes only
         return {k: self.xp.asarray(m) for k, m in masks.items()}
 
     def validate(self) -> float:
