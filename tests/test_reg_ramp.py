@@ -50,21 +50,19 @@ def test_the_scale_rises_linearly_over_the_share_of_the_steps_or_of_the_budget()
 def test_a_ramped_step_is_the_step_at_the_scaled_rates(step, rates):
     """The same weights and batch: a step of the ramped run equals one of a run given rate × scale."""
     ramped, fixed = trainer(reg_ramp=0.5, **REGS), trainer(**rates)
+    start = {k: v.copy() for k, v in ramped.params.items()}
     for k in fixed.params:
-        fixed.params[k][...] = ramped.params[k]
+        fixed.params[k][...] = start[k]
     x, y = next(iter(ramped.batches))
     ramped.step = fixed.step = step
     assert ramped.train_step(x, y) == fixed.train_step(x, y)
     for k in fixed.params:
         np.testing.assert_array_equal(ramped.params[k], fixed.params[k], err_msg=k)
-    if step == 3:                                        # and each of the three counts at that step
-        full = trainer(**REGS)
-        for k in full.params:
-            full.params[k][...] = fixed.params[k]
-        for name in REGS:
+    if step == 3:                                        # and each of the three counts at that step:
+        for name in REGS:                                # that one at full strength moves the weights elsewhere
             other = trainer(**{**rates, name: REGS[name]})
             for k in other.params:
-                other.params[k][...] = ramped.params[k]
+                other.params[k][...] = start[k]
             other.step = step
             other.train_step(x, y)
             assert any(not np.array_equal(other.params[k], fixed.params[k]) for k in fixed.params), name
