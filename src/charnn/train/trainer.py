@@ -400,11 +400,12 @@ class Trainer:
         1 without a ramp. A pure function of the step or of the training time, as the learning rate is,
         so a resumed run needs no state for it.
         """
-        cfg = self.cfg
-        if cfg.reg_ramp <= 0:
+        if self.cfg.reg_ramp <= 0:
             return 1.0
-        p = self.train_s / (60.0 * cfg.max_minutes) if cfg.max_minutes > 0 else self.step / max(1, self.total_steps)
-        return min(1.0, max(0.0, p) / cfg.reg_ramp)
+        p = self.budget_share
+        if p is None:
+            p = self.step / max(1, self.total_steps)
+        return min(1.0, max(0.0, p) / self.cfg.reg_ramp)
 
     def dropout_masks(self, B: int, T: int, scale: float = 1.0) -> list:
         """This step's dropout masks at rate dropout·scale, from a generator seeded by (seed, step):
@@ -463,11 +464,16 @@ class Trainer:
         """Learning rate of (0-based) optimizer step `step`: a pure function of the step, so resume needs no
         state; with a time budget (max_minutes) and the cosine schedule, of the training time spent so far."""
         cfg, nb = self.cfg, len(self.batches)
-        progress = self.train_s / (60.0 * cfg.max_minutes) if cfg.max_minutes > 0 else None   # cosine only
+        progress = self.budget_share   # cosine only
         return lr_at(step, cfg.lr, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
                      total_steps=self.total_steps, decay=cfg.lr_decay,
                      decay_every=max(1, round(cfg.lr_decay_every * nb)),
                      decay_after=round(cfg.lr_decay_after * nb), min_lr=cfg.min_lr, progress=progress)
+
+    @property
+    def budget_share(self) -> float | None:
+        """The share of the time budget (max_minutes) spent in training steps; None without one."""
+        return self.train_s / (60.0 * self.cfg.max_minutes) if self.cfg.max_minutes > 0 else None
 
     @property
     def wall_s(self) -> float:
